@@ -1,0 +1,249 @@
+"""Log-mel features for the runtime: numpy + numba, offline and incremental, no torch.
+
+The definition is the one the training front end (`train.frontend.LogMel`, torchaudio) uses:
+
+    frame t        = samples[t * HOP_SAMPLES : t * HOP_SAMPLES + WINDOW_SAMPLES]   (no padding)
+    spectrum       = |rfft(frame * periodic_hann(WINDOW_SAMPLES), n=N_FFT)| ** 2      (201 bins)
+    log_mel[t, m]  = log(sum_b spectrum[b] * filterbank[b, m] + LOG_FLOOR)            (HTK mel)
+
+Shapes: samples (num_samples,) float32 -> features (num_frames(num_samples), N_MELS) float32.
+
+Precision: every frame is computed in float64 (window, FFT, power, mel sum, log) and rounded to
+float32 once at the end, so the numbers here are the float32 rounding of the exact definition;
+the parity test against torchaudio then only measures torchaudio's own float32 rounding.
+
+Chunking invariance: `log_mel(x)` and any sequence of `accept` calls over the pieces of `x` run
+the same per-frame code, and each frame's result depends only on that frame's samples: the FFT
+transforms each row on its own, and the mel sum is a numba loop with a fixed summation order
+(a BLAS matmul is not used because its result for a row can change with the number of rows).
+So the concatenated streaming output equals the offline output bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+from numba import types
+
+from edge_ser.contract import (
+    F_MAX_HZ,
+    F_MIN_HZ,
+    HOP_SAMPLES,
+    LOG_FLOOR,
+    N_FFT,
+    N_MELS,
+    SAMPLE_RATE_HZ,
+    WINDOW_SAMPLES,
+    num_frames,
+)
+
+N_FREQS = N_FFT // 2 + 1
+"""One-sided FFT bins (201): 0 Hz to SAMPLE_RATE_HZ / 2 in steps of SAMPLE_RATE_HZ / N_FFT."""
+
+_BLOCK_FRAMES = 1024
+"""Frames transformed per block, so a long recording never holds all its frames at once."""
+
+
+def _hz_to_mel(freq_hz: float) -> float:
+    """HTK mel scale."""
+    return 2595.0 * math.log10(1.0 + freq_hz / 700.0)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    """Inverse of the HTK mel scale."""
+    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+
+def _filterbank_f64() -> np.ndarray:
+    """Triangular HTK filters, no normalisation, as torchaudio's `melscale_fbanks` builds them.
+
+    Returns (N_FREQS, N_MELS) float64: column m rises linearly from 0 at edge m to 1 at edge m+1
+    and falls back to 0 at edge m+2, where the N_MELS + 2 edges are equally spaced in mel
+    between F_MIN_HZ and F_MAX_HZ and evaluated on the linear grid of FFT bin frequencies.
+    """
+    bin_freqs_hz = np.linspace(0.0, SAMPLE_RATE_HZ // 2, N_FREQS)
+    edge_mels = np.linspace(_hz_to_mel(F_MIN_HZ), _hz_to_mel(F_MAX_HZ), N_MELS + 2)
+    edges_hz = _mel_to_hz(edge_mels)
+    edge_gaps_hz = np.diff(edges_hz)  # (N_MELS + 1,)
+    slopes = edges_hz[np.newaxis, :] - bin_freqs_hz[:, np.newaxis]  # (N_FREQS, N_MELS + 2)
+    rising = -slopes[:, :-2] / edge_gaps_hz[:-1]
+    falling = slopes[:, 2:] / edge_gaps_hz[1:]
+    return np.maximum(0.0, np.minimum(rising, falling))
+
+
+def _periodic_hann() -> np.ndarray:
+    """(WINDOW_SAMPLES,) float64, equal to torch.hann_window(WINDOW_SAMPLES, periodic=True)."""
+    n = np.arange(WINDOW_SAMPLES, dtype=np.float64)
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / WINDOW_SAMPLES)
+
+
+def _filter_supports(filterbank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and one-past-last nonzero bin of every filter: the bins its mel sum visits."""
+    nonzero = filterbank > 0.0
+    if not nonzero.any(axis=0).all():
+        empty = np.flatnonzero(~nonzero.any(axis=0)).tolist()
+        raise ValueError(f"mel filters {empty} cover no FFT bin; check N_MELS and N_FFT")
+    first = nonzero.argmax(axis=0)
+    stop = N_FREQS - nonzero[::-1].argmax(axis=0)
+    return first.astype(np.int64), stop.astype(np.int64)
+
+
+# Computed once at import; the kernels below read them and nothing writes them.
+_WINDOW = _periodic_hann()
+_FILTERBANK = _filterbank_f64()
+_FILTERS_BY_MEL = np.ascontiguousarray(_FILTERBANK.T)  # (N_MELS, N_FREQS): rows contiguous
+_FILTER_FIRST_BIN, _FILTER_STOP_BIN = _filter_supports(_FILTERBANK)
+_WINDOW.setflags(write=False)
+_FILTERBANK.setflags(write=False)
+_FILTERS_BY_MEL.setflags(write=False)
+_FILTER_FIRST_BIN.setflags(write=False)
+_FILTER_STOP_BIN.setflags(write=False)
+
+
+def mel_filterbank() -> np.ndarray:
+    """The mel filterbank, (N_FREQS, N_MELS) = (201, 64) float32 (a fresh copy).
+
+    Matches torchaudio.functional.melscale_fbanks(n_freqs=201, f_min=20, f_max=7600, n_mels=64,
+    sample_rate=16000, norm=None, mel_scale="htk"); computed here in float64.
+    """
+    return _FILTERBANK.astype(np.float32)
+
+
+# The kernels take every number as an argument: values baked in at compile time would outlive
+# a change to the contract in numba's on-disk cache, which only watches this file. Inputs are
+# typed read-only (writable arrays convert), so read-only caller buffers and the frozen module
+# constants are accepted; the signatures compile at import, not on the first audio chunk.
+
+
+def _array(dtype: types.Type, ndim: int, readonly: bool = False) -> types.Array:
+    return types.Array(dtype, ndim, "C", readonly=readonly)
+
+
+@numba.njit(
+    types.void(
+        _array(types.float32, 1, readonly=True),
+        types.int64,
+        _array(types.float64, 1, readonly=True),
+        _array(types.float64, 2),
+    ),
+    cache=True,
+    nogil=True,
+)
+def _frame_and_window(samples, hop_samples, window, frames):
+    """frames[t] = samples[t * hop : t * hop + window.size] * window, in float64."""
+    for t in range(frames.shape[0]):
+        start = t * hop_samples
+        for i in range(window.size):
+            frames[t, i] = samples[start + i] * window[i]
+
+
+@numba.njit(
+    types.void(
+        _array(types.complex128, 2, readonly=True),
+        _array(types.float64, 2, readonly=True),
+        _array(types.int64, 1, readonly=True),
+        _array(types.int64, 1, readonly=True),
+        types.float64,
+        _array(types.float32, 2),
+    ),
+    cache=True,
+    nogil=True,
+)
+def _power_mel_log(spectra, filters, first_bin, stop_bin, log_floor, out):
+    """out[t, m] = log(sum_b |spectra[t, b]|^2 * filters[m, b] + log_floor) over the bins
+    first_bin[m] <= b < stop_bin[m] in ascending order, so a row never depends on other rows."""
+    power = np.empty(spectra.shape[1])
+    for t in range(spectra.shape[0]):
+        for b in range(spectra.shape[1]):
+            re = spectra[t, b].real
+            im = spectra[t, b].imag
+            power[b] = re * re + im * im
+        for m in range(filters.shape[0]):
+            acc = 0.0
+            for b in range(first_bin[m], stop_bin[m]):
+                acc += power[b] * filters[m, b]
+            out[t, m] = math.log(acc + log_floor)
+
+
+def _log_mel_frames(samples: np.ndarray, n_frames: int) -> np.ndarray:
+    """The first `n_frames` frames of `samples` (contiguous float32, frame 0 at sample 0).
+
+    Returns (n_frames, N_MELS) float32. The one per-frame code path of this module.
+    """
+    out = np.empty((n_frames, N_MELS), dtype=np.float32)
+    for first in range(0, n_frames, _BLOCK_FRAMES):
+        count = min(_BLOCK_FRAMES, n_frames - first)
+        frames = np.empty((count, WINDOW_SAMPLES), dtype=np.float64)
+        # Frame `first` starts at sample first * HOP_SAMPLES; the kernel reads count frames on.
+        _frame_and_window(samples[first * HOP_SAMPLES :], HOP_SAMPLES, _WINDOW, frames)
+        spectra = np.fft.rfft(frames, n=N_FFT, axis=-1)  # (count, N_FREQS) complex128
+        _power_mel_log(
+            spectra,
+            _FILTERS_BY_MEL,
+            _FILTER_FIRST_BIN,
+            _FILTER_STOP_BIN,
+            LOG_FLOOR,
+            out[first : first + count],
+        )
+    return out
+
+
+def _as_mono_float32(samples: np.ndarray) -> np.ndarray:
+    """A contiguous float32 view or copy of 1-D `samples`; ValueError for any other shape."""
+    array = np.ascontiguousarray(samples, dtype=np.float32)
+    if array.ndim != 1:
+        raise ValueError(
+            f"expected mono samples of shape (num_samples,), got shape {array.shape}; "
+            "mix or pick a channel first"
+        )
+    return array
+
+
+def log_mel(samples: np.ndarray) -> np.ndarray:
+    """Offline log-mel features of a whole signal.
+
+    samples: (num_samples,) mono float32 at SAMPLE_RATE_HZ (other float dtypes are cast).
+    Returns (num_frames(num_samples), N_MELS) float32; trailing samples that do not fill a
+    window are ignored, as the streaming path keeps them waiting for more input.
+    """
+    array = _as_mono_float32(samples)
+    return _log_mel_frames(array, num_frames(array.size))
+
+
+@dataclass
+class FeatureState:
+    """Incremental state of one audio source: the samples not yet consumed by a frame.
+
+    `tail[0]` is the first sample of the next frame; `tail` is always shorter than
+    WINDOW_SAMPLES (a full window would already have produced that frame).
+    """
+
+    tail: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+
+
+def init_state() -> FeatureState:
+    """A fresh state for a new audio source."""
+    return FeatureState()
+
+
+def accept(state: FeatureState, samples: np.ndarray) -> np.ndarray:
+    """Feed the next `samples` of a source; return the frames they complete.
+
+    samples: (num_samples,) mono float32, any length including 0. Updates `state` in place.
+    Returns (new_frames, N_MELS) float32. Over any chunking of a signal the returned blocks,
+    concatenated, equal `log_mel` of the whole signal exactly; each frame is computed once.
+    """
+    chunk = _as_mono_float32(samples)
+    # buffer[0] is the first sample of the next frame, so frame t of the buffer starts at
+    # t * HOP_SAMPLES and the frames it completes are exactly num_frames(buffer.size).
+    buffer = np.concatenate((state.tail, chunk)) if state.tail.size else chunk
+    n_frames = num_frames(buffer.size)
+    features = _log_mel_frames(buffer, n_frames)
+    # The next frame starts n_frames hops in. What remains from there is shorter than one
+    # window (else it would be another frame); copy it so no caller array or large buffer
+    # stays referenced.
+    state.tail = buffer[n_frames * HOP_SAMPLES :].copy()
+    return features

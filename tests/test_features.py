@@ -1,0 +1,221 @@
+"""Runtime log-mel features: known answers, chunking invariance, parity with the torch front end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge_ser import contract, features
+
+PARITY_ATOL = 2e-3
+"""Max |numpy - torch| on log-mel values. torchaudio computes the STFT in float32, so each
+spectrum value carries an error of about 1e-7 * ||frame||, up to delta ~ 2e-6 for a full-scale
+frame. log(p + floor) turns a power error 2 * sqrt(p) * delta into a log error that peaks where
+p equals the floor: delta / sqrt(LOG_FLOOR) = 1e3 * delta ~ 2e-3. Measured on the signal below:
+4.4e-4, in an empty band of a full-scale frame; at most ~1e-4 elsewhere."""
+
+FILTERBANK_ATOL = 2e-5
+"""Max |numpy - torchaudio| filter weight. torchaudio builds the band edges in float32, and
+700 * (10 ** (mel / 2595) - 1) loses ~36x relative precision at 20 Hz; measured 6e-6."""
+
+RNG_SEED = 20_240_601
+SR = contract.SAMPLE_RATE_HZ
+
+
+def _voiced(seconds: float, f0_hz: float, rng: np.random.Generator) -> np.ndarray:
+    """Harmonics of a gliding f0 with 5.5 Hz vibrato, a syllable-rate envelope and breath noise."""
+    t = np.arange(int(seconds * SR)) / SR
+    glide, vibrato = np.sin(2 * np.pi * 0.7 * t), np.sin(2 * np.pi * 5.5 * t)
+    f0 = f0_hz * (1.0 + 0.2 * glide + 0.05 * vibrato)
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    n_harmonics = int(7_800 / f0.max())
+    x = sum(np.sin(k * phase) / k for k in range(1, n_harmonics + 1))
+    envelope = 0.2 + 0.8 * np.sin(2 * np.pi * 3.0 * t) ** 2
+    return 0.3 * x * envelope + 0.01 * rng.standard_normal(t.size)
+
+
+def _test_signal() -> np.ndarray:
+    """About 4.5 s of speech-like audio with exact silence, very quiet and full-scale parts."""
+    rng = np.random.default_rng(RNG_SEED)
+    speech = _voiced(2.0, 140.0, rng)
+    clean = _voiced(0.5, 220.0, rng) - 0.01 * rng.standard_normal(int(0.5 * SR))
+    full_scale = 0.99 * clean / np.abs(clean).max()  # harmonics only, no noise: empty bands
+    parts = [
+        speech,
+        np.zeros(8_000),  # digital silence
+        1e-5 * speech[:8_000],  # very quiet speech, power near the floor
+        1e-7 * rng.standard_normal(4_000),  # dither-level noise
+        np.zeros(777),  # silence that ends mid-frame
+        full_scale,
+        3e-4 * rng.standard_normal(3_001),
+        _voiced(0.6, 110.0, rng),
+    ]
+    return np.concatenate(parts).astype(np.float32)
+
+
+SIGNAL = _test_signal()
+OFFLINE = features.log_mel(SIGNAL)
+
+
+def _bits(x: np.ndarray) -> np.ndarray:
+    """The raw float32 bit patterns, for bit-exact comparison."""
+    assert x.dtype == np.float32
+    return x.view(np.uint32)
+
+
+# --- shapes and known answers (numpy only) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("num_samples", [0, 1, 399, 400, 401, 559, 560, 561, 16_000, 16_001])
+def test_frame_count_follows_contract(num_samples: int) -> None:
+    out = features.log_mel(np.zeros(num_samples, dtype=np.float32))
+    assert out.shape == (contract.num_frames(num_samples), contract.N_MELS)
+    assert out.dtype == np.float32
+
+
+def test_silence_is_the_log_floor() -> None:
+    out = features.log_mel(np.zeros(SR, dtype=np.float32))
+    assert np.all(out == np.float32(np.log(contract.LOG_FLOOR)))
+
+
+def test_sine_1khz_matches_the_analytic_spectrum() -> None:
+    # 1 kHz is FFT bin 25 exactly and fills a 400-sample window with 25 whole cycles, so the
+    # periodic Hann leaves power only in bins 24..26: (A*N/4)^2 at 25 and (A*N/8)^2 beside it.
+    amplitude, n = 0.5, contract.N_FFT
+    bin_1khz = round(1_000 * n / SR)
+    sine = amplitude * np.sin(2 * np.pi * 1_000 * np.arange(SR) / SR)
+    out = features.log_mel(sine.astype(np.float32))
+
+    fb = features.mel_filterbank().astype(np.float64)
+    mel_power = (amplitude * n / 4) ** 2 * fb[bin_1khz] + (amplitude * n / 8) ** 2 * (
+        fb[bin_1khz - 1] + fb[bin_1khz + 1]
+    )
+    expected = np.log(mel_power + contract.LOG_FLOOR)
+    np.testing.assert_allclose(out, np.broadcast_to(expected, out.shape), rtol=0, atol=1e-4)
+
+    band_of_1khz = int(np.argmax(fb[bin_1khz]))  # the filter that weighs 1 kHz most
+    assert np.all(out.argmax(axis=1) == band_of_1khz)
+
+
+def test_filterbank_shape_and_support() -> None:
+    fb = features.mel_filterbank()
+    assert fb.shape == (contract.N_FFT // 2 + 1, contract.N_MELS)
+    assert fb.dtype == np.float32
+    assert fb.min() >= 0.0 and fb.max() <= 1.0
+    assert np.all(fb.max(axis=0) > 0.0), "every filter covers at least one bin"
+    peaks_hz = fb.argmax(axis=0) * SR / contract.N_FFT
+    assert np.all(np.diff(peaks_hz) >= 0), "filters are ordered by frequency"
+    fb[0, 0] = 123.0  # a copy: the module's own filterbank stays untouched
+    assert features.mel_filterbank()[0, 0] != 123.0
+
+
+def test_rejects_multichannel_input() -> None:
+    with pytest.raises(ValueError, match=r"shape \(2, 800\)"):
+        features.log_mel(np.zeros((2, 800), dtype=np.float32))
+    with pytest.raises(ValueError, match="mono"):
+        features.accept(features.init_state(), np.zeros((800, 2), dtype=np.float32))
+
+
+# --- streaming: any chunking gives the offline result, bit for bit ---------------------------
+
+
+def _stream(signal: np.ndarray, chunk_sizes: list[int]) -> np.ndarray:
+    """Feed `signal` through accept() in the given chunk sizes, then the remainder."""
+    state = features.init_state()
+    pieces, position = [], 0
+    for size in [*chunk_sizes, signal.size, 0]:
+        block = features.accept(state, signal[position : position + size])
+        assert block.shape[1:] == (contract.N_MELS,) and block.dtype == np.float32
+        assert state.tail.size < contract.WINDOW_SAMPLES
+        pieces.append(block)
+        position = min(position + size, signal.size)
+    return np.concatenate(pieces)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    start=st.integers(0, SIGNAL.size - 4_000),
+    num_samples=st.integers(0, 4_000),
+    chunk_sizes=st.lists(
+        st.one_of(st.just(0), st.just(1), st.integers(0, 170), st.integers(0, 1_500)),
+        max_size=60,
+    ),
+)
+def test_any_chunking_equals_offline(start: int, num_samples: int, chunk_sizes: list[int]) -> None:
+    signal = SIGNAL[start : start + num_samples]
+    streamed = _stream(signal, chunk_sizes)
+    assert np.array_equal(_bits(streamed), _bits(features.log_mel(signal)))
+
+
+def test_one_sample_at_a_time_equals_offline() -> None:
+    signal = SIGNAL[: 2_000 + 123]
+    streamed = _stream(signal, [1] * signal.size)
+    assert np.array_equal(_bits(streamed), _bits(features.log_mel(signal)))
+
+
+def test_whole_signal_in_hops_equals_offline() -> None:
+    # Longer than one offline block of frames, so offline block boundaries are crossed too.
+    signal = np.tile(SIGNAL, 3)
+    assert contract.num_frames(signal.size) > features._BLOCK_FRAMES
+    hops = [contract.HOP_SAMPLES] * (signal.size // contract.HOP_SAMPLES)
+    assert np.array_equal(_bits(_stream(signal, hops)), _bits(features.log_mel(signal)))
+
+
+def test_accepts_read_only_and_float64_input() -> None:
+    raw = SIGNAL[:5_000].tobytes()
+    read_only = np.frombuffer(raw, dtype=np.float32)
+    state = features.init_state()
+    out = features.accept(state, read_only)
+    assert np.array_equal(_bits(out), _bits(OFFLINE[: out.shape[0]]))
+    as_float64 = features.log_mel(SIGNAL[:5_000].astype(np.float64))
+    assert np.array_equal(_bits(as_float64), _bits(out))
+
+
+# --- parity with the torch front end (skipped where torch is not installed) ------------------
+
+
+def test_filterbank_matches_torchaudio() -> None:
+    torchaudio = pytest.importorskip("torchaudio")
+    reference = torchaudio.functional.melscale_fbanks(
+        n_freqs=contract.N_FFT // 2 + 1,
+        f_min=contract.F_MIN_HZ,
+        f_max=contract.F_MAX_HZ,
+        n_mels=contract.N_MELS,
+        sample_rate=contract.SAMPLE_RATE_HZ,
+        norm=None,
+        mel_scale="htk",
+    ).numpy()
+    np.testing.assert_allclose(features.mel_filterbank(), reference, rtol=0, atol=FILTERBANK_ATOL)
+
+
+def test_log_mel_matches_torch_front_end() -> None:
+    pytest.importorskip("torchaudio")
+    import torch
+
+    from train.frontend import LogMel
+
+    with torch.no_grad():
+        reference = LogMel()(torch.from_numpy(SIGNAL)).numpy()
+    assert reference.shape == OFFLINE.shape
+    max_diff = float(np.abs(OFFLINE - reference).max())
+    assert max_diff <= PARITY_ATOL, f"max |numpy - torch| = {max_diff:.3g} > {PARITY_ATOL}"
+
+
+def test_torch_front_end_shapes() -> None:
+    pytest.importorskip("torchaudio")
+    import torch
+
+    from train.frontend import LogMel
+
+    front_end = LogMel()
+    batch = torch.from_numpy(np.stack([SIGNAL[:16_000], SIGNAL[16_000:32_000]]))
+    with torch.no_grad():
+        out = front_end(batch)
+        assert out.shape == (2, contract.num_frames(16_000), contract.N_MELS)
+        assert torch.equal(out[1], front_end(batch[1]))
+        assert front_end(torch.zeros(399)).shape == (0, contract.N_MELS)
+        assert front_end(torch.zeros(3, 100)).shape == (3, 0, contract.N_MELS)
+    with pytest.raises(ValueError, match="batch, samples"):
+        front_end(torch.zeros(1, 2, 800))

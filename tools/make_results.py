@@ -1,0 +1,188 @@
+"""Regenerate docs/results.md: our model beside the eGeMAPS peer, speaker-independent.
+
+Tables (mean and spread over seeds; a seed sets both the speaker split and the initialisation):
+1. in-domain: train on one corpus' training speakers, score its held-out speakers;
+2. multilingual: train on all corpora's training speakers, score each corpus' held-out speakers;
+3. cross-corpus source-only: train on all of corpus A, score all of corpus B.
+
+    python tools/make_results.py --data ../shared/data --out docs/results.md [--seeds 0 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from edge_ser.atomic_write import write_text_atomic  # noqa: E402
+from edge_ser.config import load_config  # noqa: E402
+from train.config import TrainConfig  # noqa: E402
+from train.corpus import labelled, read_corpus, speaker_split  # noqa: E402
+from train.evaluate import clip_features, score_model  # noqa: E402
+from train.run import git_commit  # noqa: E402
+from train.trainer import train  # noqa: E402
+
+CORPORA = ("emodb", "urdu", "turev")
+
+
+def quiet(_msg: str) -> None:
+    pass
+
+
+class Experiment:
+    def __init__(self, data: Path, base_config: Path, overrides: list[str], log):
+        self.data = data
+        self.base_config = base_config
+        self.overrides = overrides
+        self.log = log
+        self.clips = {c: labelled(read_corpus(data / c)) for c in CORPORA}
+        self.feats = {}
+        for corpus, clips in self.clips.items():
+            feats, kept = clip_features(clips)
+            if len(kept) != len(clips):
+                raise SystemExit(f"{corpus}: unreadable clips; fix the corpus first")
+            self.feats.update({clip.path: f for clip, f in zip(clips, feats)})
+
+    def config(self, seed: int, corpora: tuple[str, ...]) -> TrainConfig:
+        paths = "[" + ", ".join(str(self.data / c) for c in corpora) + "]"
+        return load_config(TrainConfig, self.base_config,
+                           self.overrides + [f"optim.seed={seed}", f"data.corpora={paths}"])
+
+    def ours(self, cfg: TrainConfig, train_clips, tests: dict[str, list]) -> dict[str, float]:
+        result = train(cfg, train_clips, quiet)
+        out = {}
+        for name, clips in tests.items():
+            scores = score_model(result.model, result.labels, clips,
+                                 [self.feats[c.path] for c in clips])
+            out[name] = scores.ua
+        self.log(f"    ours  ({result.seconds:.0f} s): "
+                 + ", ".join(f"{k} {v:.1%}" for k, v in out.items()))
+        return out
+
+    def peer(self, cfg: TrainConfig, train_clips, tests: dict[str, list]) -> dict[str, float]:
+        from train.peer_egemaps import evaluate_peer
+
+        cache = Path(cfg.data.cache_dir).parent / "egemaps"
+        out = {name: evaluate_peer(train_clips, clips, cfg.data.labels, cache).ua
+               for name, clips in tests.items()}
+        self.log("    peer: " + ", ".join(f"{k} {v:.1%}" for k, v in out.items()))
+        return out
+
+
+def run(args) -> dict:
+    exp = Experiment(args.data, args.config, args.set, print)
+    rows: dict[str, dict[str, list[float]]] = {}
+
+    def add(table: str, key: str, system: str, value: float) -> None:
+        rows.setdefault(table, {}).setdefault(f"{key}|{system}", []).append(value)
+
+    for seed in args.seeds:
+        print(f"== seed {seed}")
+        for corpus in CORPORA:
+            cfg = exp.config(seed, (corpus,))
+            tr, te = speaker_split(exp.clips[corpus], 0.2, seed)
+            print(f"  in-domain {corpus}: {len(tr)} train / {len(te)} test clips")
+            for system, fn in (("ours", exp.ours), ("peer", exp.peer)):
+                add("in_domain", corpus, system, fn(cfg, tr, {corpus: te})[corpus])
+        cfg = exp.config(seed, CORPORA)
+        tr, te = speaker_split([c for k in CORPORA for c in exp.clips[k]], 0.2, seed)
+        tests = {k: [c for c in te if c.corpus == k] for k in CORPORA}
+        print(f"  multilingual: {len(tr)} train / {len(te)} test clips")
+        for system, fn in (("ours", exp.ours), ("peer", exp.peer)):
+            for k, ua in fn(cfg, tr, tests).items():
+                add("multilingual", k, system, ua)
+        for source in CORPORA:
+            cfg = exp.config(seed, (source,))
+            tests = {t: exp.clips[t] for t in CORPORA if t != source}
+            print(f"  cross-corpus from {source}")
+            systems = [("ours", exp.ours)]
+            if seed == args.seeds[0]:
+                systems.append(("peer", exp.peer))  # deterministic: one run is all seeds
+            for system, fn in systems:
+                for target, ua in fn(cfg, exp.clips[source], tests).items():
+                    add("cross", f"{source}->{target}", system, ua)
+    return rows
+
+
+def stat(values: list[float]) -> str:
+    v = 100 * np.asarray(values)
+    return f"{v.mean():.1f} ± {v.std():.1f}" if len(v) > 1 else f"{v.mean():.1f}"
+
+
+def render(rows: dict, args, seconds: float) -> str:
+    cmd = "python tools/make_results.py " + " ".join(args.argv)
+    lines = [
+        "# Results",
+        "",
+        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `{cmd}` "
+        f"(commit {git_commit()[:10]}, {seconds / 60:.0f} min on this machine's CPU).",
+        "",
+        "UA = unweighted accuracy (mean per-class recall), 4 classes (angry, happy, neutral, "
+        "sad), chance 25%. Every split is speaker-independent. Figures are mean ± standard "
+        f"deviation over seeds {', '.join(map(str, args.seeds))}; a seed sets the speaker "
+        "split and the model's initialisation. *Ours* is the default recipe "
+        f"(`{args.config.relative_to(ROOT) if args.config.is_absolute() else args.config}`) "
+        "retrained for each cell; the *peer* is openSMILE eGeMAPSv02 functionals + logistic "
+        "regression on the same clips. The EMO-DB copy is cut to 2 s (see the corpus' "
+        "SOURCE.md), so its numbers are not comparable to published ones.",
+        "",
+    ]
+    titles = {
+        "in_domain": ("In-domain", "train on 80% of one corpus' speakers, score the other 20%"),
+        "multilingual": ("Multilingual", "train on 80% of the speakers of all three corpora, "
+                         "score each corpus' held-out 20%"),
+    }
+    for table, (title, what) in titles.items():
+        lines += [f"## {title}: {what}", "", "| corpus | ours UA % | peer UA % |",
+                  "|---|---|---|"]
+        for corpus in CORPORA:
+            r = rows[table]
+            lines.append(f"| {corpus} | {stat(r[f'{corpus}|ours'])} | "
+                         f"{stat(r[f'{corpus}|peer'])} |")
+        lines.append("")
+    lines += ["## Cross-corpus, source only: train on all of one corpus, score all of another",
+              "", "| source -> target | ours UA % | peer UA % |", "|---|---|---|"]
+    ours_all, peer_all = [], []
+    for source in CORPORA:
+        for target in CORPORA:
+            if source == target:
+                continue
+            key = f"{source}->{target}"
+            o, p = rows["cross"][f"{key}|ours"], rows["cross"][f"{key}|peer"]
+            ours_all.append(np.mean(o))
+            peer_all.append(np.mean(p))
+            lines.append(f"| {key} | {stat(o)} | {stat(p)} |")
+    lines.append(f"| **mean of the 6 pairs** | **{100 * np.mean(ours_all):.1f}** | "
+                 f"**{100 * np.mean(peer_all):.1f}** |")
+    lines += ["", "The peer is deterministic, so its cross-corpus cells are one run.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md")
+    parser.add_argument("--config", type=Path, default=ROOT / "configs/train/default.yaml")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--set", action="append", default=[], help="config override")
+    args = parser.parse_args()
+    args.argv = sys.argv[1:]
+    started = time.perf_counter()
+    rows = run(args)
+    seconds = time.perf_counter() - started
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.out, render(rows, args, seconds))
+    write_text_atomic(args.out.with_suffix(".json"), json.dumps(rows, indent=1))
+    print(f"wrote {args.out} in {seconds / 60:.0f} min")
+
+
+if __name__ == "__main__":
+    main()
