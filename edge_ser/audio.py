@@ -129,8 +129,9 @@ def _decode_blocks(handle: sf.SoundFile, path: str, block_samples: int) -> Itera
         try:
             block = handle.read(block_samples, dtype="float32", always_2d=True)
         except sf.LibsndfileError as err:
+            end_s = min(decoded_samples + block_samples, handle.frames) / rate_hz
             raise AudioError(
-                f"{path}: decode error after {decoded_samples / rate_hz:.2f} s "
+                f"{path}: decode error between {decoded_samples / rate_hz:.2f} s and {end_s:.2f} s "
                 f"({err.error_string}); the file is truncated or corrupt from there on"
             ) from err
         if len(block) == 0:
@@ -156,7 +157,9 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
     Returns (samples float32 (num_samples, num_channels) in [-1, 1], the file's sample rate in Hz).
     Raises AudioError for a missing, empty, unreadable, truncated or zero-length file, a decode
-    error, or NaN/infinite samples.
+    error, or NaN/infinite samples. Float files beyond full scale are clipped to [-1, 1]. For an
+    MP3 without a Xing/Info header, libsndfile's length is an estimate from the first frame, and
+    decoding stops there.
     """
     path = os.fspath(path)
     with _open_checked(path) as handle:
@@ -246,7 +249,7 @@ class StreamingResampler:
             raise ValueError(f"expected a mono chunk shaped (n,), got {chunk_1d.shape}")
         if self._stream is None:
             return chunk_1d.copy()
-        return soxr.resample(chunk_1d, self.from_hz, SAMPLE_RATE_HZ)
+        return self._stream.resample_chunk(chunk_1d, last=False)
 
     def flush(self) -> np.ndarray:
         """End the source: returns the remaining float32 (m,) output at 16 kHz."""

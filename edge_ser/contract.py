@@ -32,3 +32,17 @@ def num_frames(num_samples: int) -> int:
     if num_samples < WINDOW_SAMPLES:
         return 0
     return 1 + (num_samples - WINDOW_SAMPLES) // HOP_SAMPLES
+
+
+# --- Tensor names and metadata keys shared by export and every runtime backend -----------------
+
+ENCODER_INPUT = "feats"
+"""(batch, chunk_frames, N_MELS) float32 log-mel frames."""
+ENCODER_OUTPUT = "frames"
+"""(batch, chunk_frames // stride, channels) float32 frame embeddings."""
+STATE_INPUT_PREFIX = "state_in_"
+STATE_OUTPUT_PREFIX = "state_out_"
+"""Encoder state tensor i is fed as `state_in_{i}` and returned as `state_out_{i}`."""
+
+METADATA_PREFIX = "edge_ser."
+"""ONNX metadata_props keys are this prefix + a manifest field name."""
