@@ -149,6 +149,21 @@ def test_peer_predicts_only_fitted_classes_and_refuses_predict_before_fit():
     assert np.mean(pred == y) > 0.95
 
 
+def test_one_exploding_functional_does_not_decide_the_class():
+    # A *_stddevNorm functional divides by a mean that can be near zero; one huge value must not
+    # outvote every other feature.
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1], 40)
+    x = rng.normal(size=(80, N_FEATURES)) + 1.5 * y[:, None]
+    peer = EgemapsPeer().fit(x, y)
+    sample = np.full((1, N_FEATURES), 1.5)  # clearly class 1
+    assert peer.predict(sample)[0] == 1
+    for j in range(N_FEATURES):
+        outlier = sample.copy()
+        outlier[0, j] = -1e4
+        assert peer.predict(outlier)[0] == 1, f"feature {j} alone flipped the class"
+
+
 def test_clips_without_a_label_are_refused(corpus_dir, tmp_path):
     clips = labelled(read_corpus(corpus_dir))
     unlabelled = replace(clips[0], label=None)
