@@ -39,7 +39,8 @@ class EmotionModel(nn.Module):
         super().__init__()
         self.encoder = build_encoder(cfg, n_mels)
         self.projection = nn.Sequential(
-            nn.Linear(2 * self.encoder.out_dim, cfg.embedding_dim), nn.BatchNorm1d(cfg.embedding_dim))
+            nn.Linear(2 * self.encoder.out_dim, cfg.embedding_dim),
+            nn.BatchNorm1d(cfg.embedding_dim))
         self.dropout = nn.Dropout(cfg.dropout)
         self.classifier = nn.Linear(cfg.embedding_dim, n_classes)
 

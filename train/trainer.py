@@ -91,7 +91,8 @@ def train(cfg: TrainConfig, clips: list[Clip], log=print) -> TrainResult:
 
     model = EmotionModel(cfg.model, contract.N_MELS, len(labels))
     clean = np.concatenate([v[0] for v in views])
-    model.encoder.input_norm.set_stats(torch.from_numpy(clean.mean(0)), torch.from_numpy(clean.std(0)))
+    model.encoder.input_norm.set_stats(torch.from_numpy(clean.mean(0)),
+                                       torch.from_numpy(clean.std(0)))
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr,
                                   weight_decay=cfg.optim.weight_decay)

@@ -37,7 +37,8 @@ def _cache_key(clip: Clip, views: int, aug: AugmentConfig, max_clip_s: float) ->
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def compute_views(clip: Clip, views: int, aug: AugmentConfig, max_clip_s: float) -> list[np.ndarray]:
+def compute_views(clip: Clip, views: int, aug: AugmentConfig,
+                  max_clip_s: float) -> list[np.ndarray]:
     """[clean, augmented 1..views] log-mel arrays, each (frames, N_MELS) float32."""
     audio = load_mono_16k(clip.path)[: int(max_clip_s * contract.SAMPLE_RATE_HZ)]
     # The seed depends on the clip only, so the views do not change with the order of clips.
