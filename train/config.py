@@ -39,6 +39,8 @@ class AugmentConfig:
 class ModelConfig:
     arch: str = setting("tcn", choices=("tcn", "gru"))
     stride: int = setting(2, min=1, max=4, help="TCN stem subsampling of the 100 Hz frames")
+    norm_window_s: float = setting(0.0, min=0.0, max=10.0,
+                                   help="causal running-mean normalisation window; 0 = off")
     channels: int = setting(128, min=8, max=512)
     kernel: int = setting(3, min=2, max=9)
     dilations: tuple[int, ...] = setting((1, 2, 4, 8, 1, 2, 4, 8))

@@ -74,20 +74,56 @@ class TemporalBlock(nn.Module):
 
 
 class InputNorm(nn.Module):
-    """Per-mel normalisation with statistics fixed from the training data."""
+    """Per-mel normalisation with statistics fixed from the training data, optionally after
+    subtracting a causal running mean of the last `window_frames` frames.
 
-    def __init__(self, n_mels: int):
+    The running mean removes slow channel and gain offsets (microphone, telephone line, level)
+    that differ between corpora and users. It is a box filter over time, so it streams exactly
+    like any causal conv: its cache is the last `window_frames - 1` raw frames, which start as
+    the training mean (so a clip's first frames are compared against an average speaker).
+    """
+
+    def __init__(self, n_mels: int, window_frames: int = 0):
         super().__init__()
+        self.window_frames = window_frames
         self.register_buffer("mean", torch.zeros(n_mels))
         self.register_buffer("inv_std", torch.ones(n_mels))
+
+    @property
+    def context_frames(self) -> int:
+        return max(0, self.window_frames - 1)
 
     def set_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.mean.copy_(mean)
         self.inv_std.copy_(1.0 / std.clamp_min(1e-3))
 
+    def _normalise(self, feats: torch.Tensor, history: torch.Tensor | None) -> torch.Tensor:
+        x = feats.transpose(1, 2)  # (batch, mels, frames)
+        if history is None:
+            return (x - self.mean[:, None]) * self.inv_std[:, None]
+        full = torch.cat([history, x], dim=2)
+        weight = torch.full((x.shape[1], 1, self.window_frames), 1.0 / self.window_frames,
+                            dtype=x.dtype, device=x.device)
+        running_mean = F.conv1d(full, weight, groups=x.shape[1])
+        return (x - running_mean) * self.inv_std[:, None]
+
+    def initial_history(self, batch: int) -> torch.Tensor:
+        """Raw frames assumed before the start: the training mean."""
+        return self.mean[None, :, None].expand(batch, -1, self.context_frames).contiguous()
+
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """feats: (batch, frames, mels) -> (batch, mels, frames), normalised."""
-        return ((feats - self.mean) * self.inv_std).transpose(1, 2)
+        if self.window_frames == 0:
+            return self._normalise(feats, None)
+        return self._normalise(feats, self.initial_history(feats.shape[0]))
+
+    def forward_chunk(self, feats: torch.Tensor, history: torch.Tensor | None):
+        """Streaming form: returns (normalised chunk, new history or None)."""
+        if self.window_frames == 0:
+            return self._normalise(feats, None), None
+        out = self._normalise(feats, history)
+        full = torch.cat([history, feats.transpose(1, 2)], dim=2)
+        return out, full[:, :, full.shape[2] - self.context_frames:]
 
 
 class TCNEncoder(nn.Module):
@@ -98,9 +134,9 @@ class TCNEncoder(nn.Module):
     """
 
     def __init__(self, n_mels: int, channels: int, kernel: int, dilations: tuple[int, ...],
-                 dropout: float, stride: int = 1):
+                 dropout: float, stride: int = 1, norm_window_frames: int = 0):
         super().__init__()
-        self.input_norm = InputNorm(n_mels)
+        self.input_norm = InputNorm(n_mels, norm_window_frames)
         self.stride = stride
         self.stem = CausalConv1d(n_mels, channels, 3, bias=False, stride=stride)
         self.stem_norm = nn.BatchNorm1d(channels)
@@ -111,14 +147,19 @@ class TCNEncoder(nn.Module):
     def receptive_field_frames(self) -> int:
         """Input frames that reach one output (counting the newest frame of its group)."""
         block_context = sum(b.depthwise.context_frames for b in self.blocks)
-        return self.stride + self.stem.context_frames + self.stride * block_context
+        return (self.stride + self.stem.context_frames + self.stride * block_context
+                + self.input_norm.context_frames)
 
     def init_state(self, batch: int = 1) -> State:
+        """(input-norm history if any, stem cache, one cache per block)."""
         convs = [self.stem] + [b.depthwise for b in self.blocks]
         widths = [self.n_mels] + [self.out_dim] * len(self.blocks)
         device = self.input_norm.mean.device
-        return tuple(torch.zeros(batch, w, c.context_frames, device=device)
-                     for w, c in zip(widths, convs))
+        caches = tuple(torch.zeros(batch, w, c.context_frames, device=device)
+                       for w, c in zip(widths, convs))
+        if self.input_norm.window_frames:
+            return (self.input_norm.initial_history(batch),) + caches
+        return caches
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """feats: (batch, frames, mels) -> (batch, frames // stride, channels)."""
@@ -134,9 +175,16 @@ class TCNEncoder(nn.Module):
         if feats.shape[1] % self.stride:
             raise ValueError(f"chunk of {feats.shape[1]} frames is not a multiple of the "
                              f"encoder stride {self.stride}")
-        x, stem_cache = self.stem.forward_chunk(self.input_norm(feats), state[0])
+        new_state = []
+        if self.input_norm.window_frames:
+            normed, history = self.input_norm.forward_chunk(feats, state[0])
+            new_state.append(history)
+            state = state[1:]
+        else:
+            normed, _ = self.input_norm.forward_chunk(feats, None)
+        x, stem_cache = self.stem.forward_chunk(normed, state[0])
         x = F.relu(self.stem_norm(x))
-        new_state = [stem_cache]
+        new_state.append(stem_cache)
         for block, cache in zip(self.blocks, state[1:]):
             x, cache = block.forward_chunk(x, cache)
             new_state.append(cache)
@@ -177,6 +225,9 @@ def count_macs_per_second(encoder: nn.Module, frames_per_s: int) -> int:
     In a strided TCN every convolution runs at the subsampled rate (all follow the stem)."""
     macs_per_frame = 0.0
     stride = getattr(encoder, "stride", 1)
+    norm = getattr(encoder, "input_norm", None)
+    if norm is not None and norm.window_frames:
+        macs_per_frame += encoder.n_mels * norm.window_frames  # the running-mean box filter
     for module in encoder.modules():
         if isinstance(module, nn.Conv1d):
             # the stem runs once per `stride` input frames, and so does everything after it

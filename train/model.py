@@ -20,7 +20,7 @@ from train.encoder import GRUEncoder, TCNEncoder
 def build_encoder(cfg: ModelConfig, n_mels: int) -> nn.Module:
     if cfg.arch == "tcn":
         return TCNEncoder(n_mels, cfg.channels, cfg.kernel, cfg.dilations, cfg.dropout,
-                          cfg.stride)
+                          cfg.stride, round(cfg.norm_window_s * 100))
     return GRUEncoder(n_mels, cfg.channels, cfg.gru_layers, cfg.dropout)
 
 
