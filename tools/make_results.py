@@ -84,21 +84,24 @@ def run(args) -> dict:
     def add(table: str, key: str, system: str, value: float) -> None:
         rows.setdefault(table, {}).setdefault(f"{key}|{system}", []).append(value)
 
+    systems = [("ours", exp.ours)] + ([] if args.no_peer else [("peer", exp.peer)])
     for seed in args.seeds:
         print(f"== seed {seed}")
-        for source in CORPORA:
+        for source in CORPORA if "matrix" in args.tables else ():
             cfg = exp.config(seed, (source,))
             tr, te = speaker_split(exp.clips[source], 0.2, seed)
             tests = {t: (te if t == source else exp.clips[t]) for t in CORPORA}
             print(f"  from {source}: {len(tr)} train clips, {len(te)} held out")
-            for system, fn in (("ours", exp.ours), ("peer", exp.peer)):
+            for system, fn in systems:
                 for target, ua in fn(cfg, tr, tests).items():
                     add("matrix", f"{source}->{target}", system, ua)
+        if "multilingual" not in args.tables:
+            continue
         cfg = exp.config(seed, CORPORA)
         tr, te = speaker_split([c for k in CORPORA for c in exp.clips[k]], 0.2, seed)
         tests = {k: [c for c in te if c.corpus == k] for k in CORPORA}
         print(f"  multilingual: {len(tr)} train / {len(te)} test clips")
-        for system, fn in (("ours", exp.ours), ("peer", exp.peer)):
+        for system, fn in systems:
             for k, ua in fn(cfg, tr, tests).items():
                 add("multilingual", k, system, ua)
     return rows
@@ -168,15 +171,31 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=ROOT / "configs/train/default.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--set", action="append", default=[], help="config override")
+    parser.add_argument("--tables", nargs="+", default=["matrix", "multilingual"],
+                        choices=["matrix", "multilingual"], help="which experiments to run")
+    parser.add_argument("--no-peer", action="store_true", help="skip the eGeMAPS peer")
     args = parser.parse_args()
     args.argv = sys.argv[1:]
     started = time.perf_counter()
     rows = run(args)
     seconds = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out, render(rows, args, seconds))
+    if set(args.tables) == {"matrix", "multilingual"} and not args.no_peer:
+        write_text_atomic(args.out, render(rows, args, seconds))
     write_text_atomic(args.out.with_suffix(".json"), json.dumps(rows, indent=1))
-    print(f"wrote {args.out} in {seconds / 60:.0f} min")
+    print(json.dumps(summarise(rows), indent=1))
+    print(f"wrote {args.out.with_suffix('.json')} in {seconds / 60:.0f} min")
+
+
+def summarise(rows: dict) -> dict:
+    """Mean UA per cell, and the cross-corpus mean, for quick comparisons of recipes."""
+    out = {table: {k: round(100 * float(np.mean(v)), 1) for k, v in cells.items()}
+           for table, cells in rows.items()}
+    if "matrix" in rows:
+        cross = [np.mean(v) for k, v in rows["matrix"].items()
+                 if k.endswith("|ours") and k.split("->")[0] != k.split("->")[1].split("|")[0]]
+        out["cross_mean_ours"] = round(100 * float(np.mean(cross)), 1)
+    return out
 
 
 if __name__ == "__main__":

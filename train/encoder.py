@@ -88,6 +88,10 @@ class InputNorm(nn.Module):
         self.window_frames = window_frames
         self.register_buffer("mean", torch.zeros(n_mels))
         self.register_buffer("inv_std", torch.ones(n_mels))
+        # The box filter is a constant of the graph (not a checkpoint entry), so export sees
+        # fixed weights rather than a shape-dependent computation.
+        box = torch.full((n_mels, 1, max(1, window_frames)), 1.0 / max(1, window_frames))
+        self.register_buffer("box", box, persistent=False)
 
     @property
     def context_frames(self) -> int:
@@ -102,9 +106,7 @@ class InputNorm(nn.Module):
         if history is None:
             return (x - self.mean[:, None]) * self.inv_std[:, None]
         full = torch.cat([history, x], dim=2)
-        weight = torch.full((x.shape[1], 1, self.window_frames), 1.0 / self.window_frames,
-                            dtype=x.dtype, device=x.device)
-        running_mean = F.conv1d(full, weight, groups=x.shape[1])
+        running_mean = F.conv1d(full, self.box, groups=self.box.shape[0])
         return (x - running_mean) * self.inv_std[:, None]
 
     def initial_history(self, batch: int) -> torch.Tensor:

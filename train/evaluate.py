@@ -9,17 +9,19 @@ import numpy as np
 from edge_ser.audio import AudioError, load_mono_16k
 from edge_ser.features import log_mel
 from edge_ser.metrics import Scores, score
+from edge_ser.trim import trim_silence
 from train.corpus import Clip, CorpusError, labelled, read_corpus
 from train.model import EmotionModel
 from train.trainer import predict_logits
 
 
 def clip_features(clips: list[Clip], log=print) -> tuple[list[np.ndarray], list[Clip]]:
-    """Whole-clip log-mel features; unreadable clips are reported and left out."""
+    """Whole-clip log-mel features, leading and trailing silence trimmed as in training;
+    unreadable clips are reported and left out."""
     feats, kept = [], []
     for clip in clips:
         try:
-            feats.append(log_mel(load_mono_16k(clip.path)))
+            feats.append(log_mel(trim_silence(load_mono_16k(clip.path))))
             kept.append(clip)
         except AudioError as exc:
             log(f"skipped: {exc}")

@@ -1,6 +1,7 @@
 """Log-mel "views" of each clip, computed once and cached on disk.
 
-View 0 is the clean clip; views 1..V are augmented copies (`train.augment`). Training draws one
+View 0 is the clean clip, without its leading and trailing silence (`edge_ser.trim`, as the
+runtime's VAD cuts speech); views 1..V are augmented copies of it (`train.augment`). Training draws one
 view per clip per epoch, so augmentation costs nothing after the first run. A cache entry is keyed
 by the clip's path, size and mtime, the augmentation settings and the feature contract, so a change
 to any of them recomputes it.
@@ -20,6 +21,7 @@ import numpy as np
 from edge_ser import contract
 from edge_ser.audio import load_mono_16k
 from edge_ser.features import log_mel
+from edge_ser.trim import TRIM_PAD_MS, TRIM_THRESHOLD_DB, trim_silence
 from train.augment import augment
 from train.config import AugmentConfig
 from train.corpus import Clip
@@ -31,7 +33,7 @@ def _cache_key(clip: Clip, views: int, aug: AugmentConfig, max_clip_s: float) ->
     stat = clip.path.stat()
     facts = {"path": str(clip.path.resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns,
              "views": views, "augment": asdict(aug), "max_clip_s": max_clip_s,
-             "format": VIEWS_FORMAT,
+             "format": VIEWS_FORMAT, "trim": [TRIM_THRESHOLD_DB, TRIM_PAD_MS],
              "contract": [contract.SAMPLE_RATE_HZ, contract.WINDOW_SAMPLES, contract.HOP_SAMPLES,
                           contract.N_MELS, contract.F_MIN_HZ, contract.F_MAX_HZ]}
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:24]
@@ -40,7 +42,7 @@ def _cache_key(clip: Clip, views: int, aug: AugmentConfig, max_clip_s: float) ->
 def compute_views(clip: Clip, views: int, aug: AugmentConfig,
                   max_clip_s: float) -> list[np.ndarray]:
     """[clean, augmented 1..views] log-mel arrays, each (frames, N_MELS) float32."""
-    audio = load_mono_16k(clip.path)[: int(max_clip_s * contract.SAMPLE_RATE_HZ)]
+    audio = trim_silence(load_mono_16k(clip.path))[: int(max_clip_s * contract.SAMPLE_RATE_HZ)]
     # The seed depends on the clip only, so the views do not change with the order of clips.
     seed = int.from_bytes(hashlib.sha256(str(clip.path.name).encode()).digest()[:8], "little")
     rng = np.random.default_rng(seed)
