@@ -46,3 +46,10 @@ STATE_OUTPUT_PREFIX = "state_out_"
 
 METADATA_PREFIX = "edge_ser."
 """ONNX metadata_props keys are this prefix + a manifest field name."""
+
+BATCH_DIM = "batch"
+"""Symbolic name of the one dynamic axis of every encoder input and output (ONNX `dim_param`,
+manifest shapes): the batch of independent streams or clips. Every other axis is fixed."""
+
+ONNX_OPSET = 17
+"""ONNX opset of the exported encoders (QDQ with per-channel weight scales needs >= 13)."""

@@ -61,5 +61,13 @@ def test_config_is_frozen_and_resolved_round_trips(tmp_path):
 def test_shipped_configs_are_valid():
     from pathlib import Path
 
-    for path in sorted((Path(__file__).parent.parent / "configs").rglob("*.yaml")):
-        load_config(TrainConfig, path)
+    from edge_ser.runtime_config import RuntimeConfig
+    from export.config import ExportConfig
+    from train.adapt_config import AdaptConfig
+
+    # each folder of configs/ holds the YAML of one config class
+    classes = {"train": TrainConfig, "runtime": RuntimeConfig, "export": ExportConfig,
+               "adapt": AdaptConfig}
+    root = Path(__file__).parent.parent / "configs"
+    for path in sorted(root.rglob("*.yaml")):
+        load_config(classes[path.relative_to(root).parts[0]], path)

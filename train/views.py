@@ -1,10 +1,10 @@
 """Log-mel "views" of each clip, computed once and cached on disk.
 
 View 0 is the clean clip, without its leading and trailing silence (`edge_ser.trim`, as the
-runtime's VAD cuts speech); views 1..V are augmented copies of it (`train.augment`). Training draws one
-view per clip per epoch, so augmentation costs nothing after the first run. A cache entry is keyed
-by the clip's path, size and mtime, the augmentation settings and the feature contract, so a change
-to any of them recomputes it.
+runtime's VAD cuts speech); views 1..V are augmented copies of it (`train.augment`). Training
+draws one view per clip per epoch, so augmentation costs nothing after the first run. A cache
+entry is keyed by the clip's path, size and mtime, the augmentation settings, the trimming and
+the feature contract, so a change to any of them recomputes it.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def _cache_key(clip: Clip, views: int, aug: AugmentConfig, max_clip_s: float) ->
 def compute_views(clip: Clip, views: int, aug: AugmentConfig,
                   max_clip_s: float) -> list[np.ndarray]:
     """[clean, augmented 1..views] log-mel arrays, each (frames, N_MELS) float32."""
-    audio = trim_silence(load_mono_16k(clip.path))[: int(max_clip_s * contract.SAMPLE_RATE_HZ)]
+    audio = trim_silence(load_mono_16k(clip.path))
+    audio = audio[: int(max_clip_s * contract.SAMPLE_RATE_HZ)]
     # The seed depends on the clip only, so the views do not change with the order of clips.
     seed = int.from_bytes(hashlib.sha256(str(clip.path.name).encode()).digest()[:8], "little")
     rng = np.random.default_rng(seed)

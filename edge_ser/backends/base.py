@@ -1,0 +1,81 @@
+"""The one narrow interface every encoder backend implements, and the checks they share.
+
+A backend runs the streamable encoder on one chunk: `run(feats, state) -> (frames, new_state)`.
+It holds no per-stream state: the state goes in and comes out, so one backend serves any number
+of streams (each Stream keeps its own state list).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from edge_ser import contract
+from edge_ser.package import ModelPackage, batch_axis, state_shape
+
+
+class BackendUnavailable(ValueError):
+    """The backend cannot run here (library not installed, no engine for this device)."""
+
+
+class EncoderBackend(Protocol):
+    chunk_frames: int
+    stride: int
+    out_channels: int
+
+    def init_state(self, batch: int = 1) -> list[np.ndarray]:
+        """The state before the first chunk of `batch` streams."""
+        ...
+
+    def run(self, feats: np.ndarray, state: list[np.ndarray]
+            ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """feats (B, chunk_frames, N_MELS) float32 -> (frames (B, chunk_frames // stride, C),
+        new state)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the backend holds (sessions, engines, device memory)."""
+        ...
+
+
+class StateLayout:
+    """Shapes of the state tensors of a package, with the batch axis filled in on demand."""
+
+    def __init__(self, package: ModelPackage):
+        specs = package.state_specs()
+        self.input_names = [s["input"] for s in specs]
+        self.output_names = [s["output"] for s in specs]
+        self.shapes = [s["shape"] for s in specs]
+        self.batch_axes = [batch_axis(s) for s in self.shapes]
+        self.chunk_frames = package.chunk_frames
+        self.stride = package.stride
+        self.out_channels = package.embedding_channels
+        self._initial = package.initial_state()  # batch 1, read once
+
+    def init_state(self, batch: int) -> list[np.ndarray]:
+        """The package's initial state repeated along each tensor's batch axis."""
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        return [np.repeat(first, batch, axis=axis)
+                for first, axis in zip(self._initial, self.batch_axes)]
+
+    def check(self, feats: np.ndarray, state: list[np.ndarray]
+              ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Validated contiguous float32 copies/views of one call's inputs."""
+        feats = np.ascontiguousarray(feats, dtype=np.float32)
+        if feats.ndim != 3 or feats.shape[1:] != (self.chunk_frames, contract.N_MELS):
+            raise ValueError(f"feats must be (batch, {self.chunk_frames}, {contract.N_MELS}) "
+                             f"float32, got shape {feats.shape}")
+        batch = feats.shape[0]
+        if len(state) != len(self.shapes):
+            raise ValueError(f"state must hold {len(self.shapes)} tensors (from init_state), "
+                             f"got {len(state)}")
+        checked = []
+        for i, (tensor, shape) in enumerate(zip(state, self.shapes)):
+            tensor = np.ascontiguousarray(tensor, dtype=np.float32)
+            if tensor.shape != state_shape(shape, batch):
+                raise ValueError(f"state[{i}] has shape {tensor.shape}, expected "
+                                 f"{state_shape(shape, batch)} for a batch of {batch}")
+            checked.append(tensor)
+        return feats, checked

@@ -1,0 +1,79 @@
+"""The torch backend: the training checkpoint's encoder itself, for debugging and for export's
+parity checks. Imports torch and the training code when created; the runtime never needs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edge_ser import contract
+from edge_ser.backends.base import BackendUnavailable
+from edge_ser.package import ModelPackage, sha256_file
+
+
+class TorchBackend:
+    """Runs `encoder.forward_chunk` in float32 on the CPU."""
+
+    def __init__(self, encoder, chunk_frames: int, threads: int = 1):
+        import torch
+
+        if chunk_frames % encoder.stride:
+            raise ValueError(f"chunk_frames {chunk_frames} is not a multiple of the encoder "
+                             f"stride {encoder.stride}")
+        self._torch = torch
+        self._encoder = encoder.eval()
+        self._threads = threads
+        self.chunk_frames = chunk_frames
+        self.stride = encoder.stride
+        self.out_channels = encoder.out_dim
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, chunk_frames: int, threads: int = 1
+                        ) -> TorchBackend:
+        from train.trainer import load_checkpoint
+
+        model, _, _ = load_checkpoint(path)
+        return cls(model.encoder, chunk_frames, threads)
+
+    @classmethod
+    def from_package(cls, package: ModelPackage, precision: str = "fp32", threads: int = 1
+                     ) -> TorchBackend:
+        """The checkpoint the package was exported from, if it is still where export found it
+        and unchanged (its sha256 is in the manifest's provenance)."""
+        if precision != "fp32":
+            raise ValueError(f"the torch backend runs the fp32 checkpoint; pass precision "
+                             f"'fp32', not {precision!r}")
+        source = package.manifest.get("provenance", {}).get("checkpoint", {})
+        path = Path(source.get("path", ""))
+        if not path.is_file():
+            raise BackendUnavailable(f"{package.root}: the torch backend needs the training "
+                                     f"checkpoint {str(path) or '(not recorded)'}, which is "
+                                     "not on this machine")
+        if sha256_file(path) != source.get("sha256"):
+            raise BackendUnavailable(f"{path}: differs from the checkpoint the package "
+                                     f"{package.root} was exported from (sha256 mismatch)")
+        return cls.from_checkpoint(path, package.chunk_frames, threads)
+
+    def init_state(self, batch: int = 1) -> list[np.ndarray]:
+        return [s.numpy() for s in self._encoder.init_state(batch)]
+
+    def run(self, feats: np.ndarray, state: list[np.ndarray]
+            ) -> tuple[np.ndarray, list[np.ndarray]]:
+        torch = self._torch
+        feats = np.ascontiguousarray(feats, dtype=np.float32)
+        if feats.ndim != 3 or feats.shape[1:] != (self.chunk_frames, contract.N_MELS):
+            raise ValueError(f"feats must be (batch, {self.chunk_frames}, {contract.N_MELS}), "
+                             f"got {feats.shape}")
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self._threads)
+        try:
+            with torch.no_grad():
+                out, new_state = self._encoder.forward_chunk(
+                    torch.from_numpy(feats), tuple(torch.from_numpy(np.asarray(s)) for s in state))
+        finally:
+            torch.set_num_threads(previous)
+        return out.numpy(), [s.numpy() for s in new_state]
+
+    def close(self) -> None:
+        self._encoder = None

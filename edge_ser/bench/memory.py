@@ -1,0 +1,108 @@
+"""Resident memory over one long stream: real speech with pauses, looped for as long as asked.
+
+Runs in its own process (`python -m edge_ser.bench.memory --minutes 60`) so nothing else the
+benchmark loads (peers, other recordings) counts; prints one JSON object: the resident set size
+(VmRSS) at start, after loading the model, and every `--every-min` minutes of audio, plus the
+peak (VmHWM) and the time taken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process' resident set size (or another /proc/self/status field) in MiB."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def looped_chunks(audio: np.ndarray, total_samples: int, chunk_samples: int
+                  ) -> Iterator[np.ndarray]:
+    """`total_samples` of `audio` repeated end to end, in chunks; never holds more than one."""
+    pos = 0
+    while pos < total_samples:
+        n = min(chunk_samples, total_samples - pos)
+        start = pos % audio.size
+        chunk = audio[start:start + n]
+        if chunk.size < n:  # wrap around the end of the recording
+            chunk = np.concatenate((chunk, audio[:n - chunk.size]))
+        yield chunk
+        pos += n
+
+
+def measure(audio_path: Path, model: str | None, backend: str, precision: str, minutes: float,
+            every_min: float, chunk_ms: int) -> dict:
+    import importlib
+
+    # resident size after each import, in the order the runtime needs them
+    footprint = [["python + numpy", rss_mb()]]
+    for label, modules in (("onnxruntime", ["onnxruntime"]),
+                           ("webrtcvad, soxr, soundfile", ["webrtcvad", "soxr", "soundfile"]),
+                           ("numba", ["numba"]),
+                           ("edge_ser.features (numba kernels loaded)", ["edge_ser.features"]),
+                           ("rest of the runtime", ["edge_ser.recognizer", "edge_ser.backends",
+                                                    "edge_ser.scoring"])):
+        for module in modules:
+            importlib.import_module(module)
+        footprint.append([label, rss_mb()])
+
+    from edge_ser.audio import load_mono_16k
+    from edge_ser.contract import SAMPLE_RATE_HZ
+    from edge_ser.recognizer import Recognizer
+
+    report = {"rss_start_mb": footprint[0][1], "rss_imported_mb": rss_mb()}
+    recognizer = Recognizer.from_options(model, backend=backend, precision=precision)
+    footprint.append(["model package loaded", rss_mb()])
+    report["footprint"] = footprint
+    audio = load_mono_16k(audio_path)
+    report["rss_loaded_mb"] = rss_mb()
+    stream = recognizer.create_stream(SAMPLE_RATE_HZ)
+    chunk = SAMPLE_RATE_HZ * chunk_ms // 1000
+    every = round(every_min * 60 * SAMPLE_RATE_HZ)
+    total = round(minutes * 60 * SAMPLE_RATE_HZ)
+    samples_fed, segments = 0, 0
+    trace = []
+    started = time.perf_counter()
+    for piece in looped_chunks(audio, total, chunk):
+        segments += sum(e.type == "segment" for e in stream.accept_waveform(piece))
+        samples_fed += piece.size
+        if samples_fed % every < piece.size:
+            trace.append([round(samples_fed / SAMPLE_RATE_HZ / 60, 2), round(rss_mb(), 1)])
+    segments += sum(e.type == "segment" for e in stream.input_finished())
+    elapsed = time.perf_counter() - started
+    report.update(trace=trace, rss_end_mb=rss_mb(), rss_peak_mb=rss_mb("VmHWM"),
+                  audio_s=samples_fed / SAMPLE_RATE_HZ, elapsed_s=elapsed,
+                  segments=segments, rtf=elapsed / (samples_fed / SAMPLE_RATE_HZ))
+    recognizer.close()
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--audio", type=Path, required=True, help="speech recording to loop")
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--backend", default="onnxruntime")
+    parser.add_argument("--precision", default="int8")
+    parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--every-min", type=float, default=5.0)
+    parser.add_argument("--chunk-ms", type=int, default=100)
+    args = parser.parse_args(argv)
+    report = measure(args.audio, args.model, args.backend, args.precision, args.minutes,
+                     args.every_min, args.chunk_ms)
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""`edge-ser adapt`: adapt a model to a new language from unlabelled recordings (NNPM)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edge_ser.commands.common import REPO_ROOT, UsageError, add_config_options
+from edge_ser.package import DEFAULT_PACKAGE
+
+DEFAULT_ADAPT_CONFIG = REPO_ROOT / "configs" / "adapt" / "default.yaml"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "adapt", help="adapt a model to a new language from unlabelled recordings",
+        description="NNPM adaptation: the recordings in --target (any format, rate and length; "
+        "long ones are cut into speech segments) are labelled by their similarity to a memory "
+        "of source emotional speech, and the model is trained on those pseudo multilabels. "
+        "With --source corpora the memory holds their utterances; without, it is the model's "
+        "own memory bank and no source audio is needed. Writes OUT/model.pt, "
+        "OUT/memory_bank.npz, OUT/adaptation.json and the resolved config.")
+    p.add_argument("--target", type=Path, required=True,
+                   help="folder of unlabelled recordings in the new language")
+    p.add_argument("--out", type=Path, required=True, help="output folder for the adapted model")
+    p.add_argument("--model", type=Path, default=DEFAULT_PACKAGE,
+                   help="model to adapt: a model package, a checkpoint (.pt) or a folder with "
+                   "model.pt (default: the bundled package)")
+    p.add_argument("--source", type=Path, nargs="+", action="extend", default=[],
+                   metavar="DIR", help="labelled source corpora (folders with labels.csv)")
+    p.add_argument("--force", action="store_true", help="replace the contents of --out")
+    add_config_options(p, DEFAULT_ADAPT_CONFIG)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_ser.config import load_config
+    from train.adapt_config import AdaptConfig
+    from train.adapt_job import run_adaptation
+
+    if not args.model.exists():
+        raise UsageError(f"{args.model}: model not found (pass --model: a model package, or a "
+                         "checkpoint from `edge-ser train`)")
+    if not args.target.is_dir():
+        raise UsageError(f"{args.target}: not a folder; --target takes a folder of recordings")
+    for folder in args.source:
+        if not (folder / "labels.csv").is_file():
+            raise UsageError(f"{folder}: not a source corpus (no labels.csv); --source takes "
+                             "folders of labelled speech in the shared labels.csv format")
+    if args.out.exists() and any(args.out.iterdir()) and not args.force:
+        raise UsageError(f"{args.out}: exists and is not empty; pass --force to replace it")
+    cfg = load_config(AdaptConfig, args.config, args.overrides)
+    run_adaptation(cfg, args.target, args.out, args.model, args.source)
+    return 0

@@ -1,0 +1,64 @@
+"""`edge-ser bench stream`: speed, latency and memory of the streaming pipeline beside its peers
+(silero-vad, openSMILE eGeMAPS), on one CPU thread; writes a markdown report."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from edge_ser.commands.common import UsageError
+from edge_ser.commands.runtime_options import BACKEND_CHOICES, PRECISION_CHOICES
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="benchmarks (bench stream: the streaming pipeline)",
+                       description="Benchmarks. `bench stream` times the streaming pipeline "
+                       "and its peers on the same audio and writes a markdown report.")
+    what = p.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    s = what.add_parser("stream", help="streaming pipeline vs silero-vad and openSMILE",
+                        description="Real-time factor, per-chunk processing time, speech end "
+                        "to result latency and memory over a long stream, on one CPU thread.")
+    s.add_argument("--audio", type=Path, default=DEMO_DIR / "conversation.flac",
+                   help="speech recording to stream (default: the bundled demo)")
+    s.add_argument("--labels", type=Path, default=None,
+                   help="its labels CSV for the latency figure (default: the demo's, when "
+                   "--audio is the demo)")
+    s.add_argument("--model", type=Path, default=None, help="model package (default: bundled)")
+    s.add_argument("--backend", choices=BACKEND_CHOICES, default="onnxruntime")
+    s.add_argument("--precision", choices=PRECISION_CHOICES, default="int8")
+    s.add_argument("--minutes", type=float, default=5.0,
+                   help="audio per throughput pass: the recording looped (default: 5)")
+    s.add_argument("--memory-minutes", type=float, default=60.0,
+                   help="length of the memory stream (default: 60)")
+    s.add_argument("--repeats", type=int, default=3, help="passes per figure (median)")
+    s.add_argument("--out", type=Path, help="write the markdown report here")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_ser.atomic_write import write_text_atomic
+    from edge_ser.bench.peers import PeerUnavailable
+    from edge_ser.bench.stream_bench import BenchOptions, benchmark
+
+    if args.minutes <= 0 or args.memory_minutes <= 0 or args.repeats < 1:
+        raise UsageError("--minutes and --memory-minutes must be positive, --repeats >= 1")
+    labels = args.labels
+    if labels is None and args.audio == DEMO_DIR / "conversation.flac":
+        labels = DEMO_DIR / "conversation.labels.csv"
+    options = BenchOptions(
+        audio=args.audio, labels=labels, model=str(args.model) if args.model else None,
+        backend=args.backend, precision=args.precision, minutes=args.minutes,
+        memory_minutes=args.memory_minutes, repeats=args.repeats,
+        command="python main.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    try:
+        report, _ = benchmark(options, log=lambda m: print(f"bench: {m}", file=sys.stderr))
+    except PeerUnavailable as exc:
+        raise UsageError(str(exc)) from None
+    if args.out:
+        write_text_atomic(args.out, report)
+        print(f"bench: wrote {args.out}", file=sys.stderr)
+    print(report)
+    return 0

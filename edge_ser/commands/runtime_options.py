@@ -1,0 +1,68 @@
+"""Options shared by the streaming commands (`stream`, `mic`, `bench stream`): model, backend,
+runtime config, outputs; and building the recognizer from them."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edge_ser.commands.common import REPO_ROOT, UsageError
+
+DEFAULT_RUNTIME_CONFIG = REPO_ROOT / "configs" / "runtime" / "default.yaml"
+BACKEND_CHOICES = ("onnxruntime", "tensorrt", "torch")
+PRECISION_CHOICES = ("int8", "fp32", "fp16")
+
+
+def add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, default=None,
+                        help="model package folder (default: the bundled package)")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="onnxruntime",
+                        help="encoder backend (default: onnxruntime)")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
+                        help="encoder precision (default: int8; fp32 for the torch backend; "
+                        "fp16 on TensorRT only)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads per encoder call (default: 1)")
+    default = DEFAULT_RUNTIME_CONFIG if DEFAULT_RUNTIME_CONFIG.is_file() else None
+    parser.add_argument("--config", type=Path, default=default,
+                        help=f"runtime YAML: VAD, windows, tracker, live input (default: "
+                        f"{default or 'built-in defaults'})")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override a config value, e.g. vad.aggressiveness=3")
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--jsonl", type=Path, metavar="PATH",
+                        help="log every event as JSON Lines here (the resolved config is "
+                        "saved beside it)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="print only the finished segments (no live line)")
+
+
+def load_runtime_config(args: argparse.Namespace):
+    from edge_ser.config import load_config
+    from edge_ser.runtime_config import RuntimeConfig
+
+    return load_config(RuntimeConfig, args.config, args.overrides)
+
+
+def build_recognizer(args: argparse.Namespace, config):
+    """The recognizer the options ask for; UsageError with what to do when it cannot load."""
+    from edge_ser.backends import BackendUnavailable
+    from edge_ser.package import PackageError
+    from edge_ser.recognizer import Recognizer
+
+    if args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    precision = args.precision or ("fp32" if args.backend == "torch" else "int8")
+    try:
+        return Recognizer.from_options(args.model, backend=args.backend, precision=precision,
+                                       threads=args.threads, config=config)
+    except (PackageError, BackendUnavailable) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def jsonl_config_path(jsonl: Path) -> tuple[Path, str]:
+    """Where the resolved config goes beside a JSONL log: (folder, file name)."""
+    return jsonl.parent, f"{jsonl.stem}.config.resolved.yaml"

@@ -1,0 +1,244 @@
+"""One audio source: all the incremental state between raw samples and emotion events.
+
+    samples (source rate) -> StreamingResampler -> 16 kHz
+        -> features.accept (every 10 ms frame once) -> FrameBuffer
+        -> vad.accept (webrtcvad frames, hysteresis) -> segment open/close events
+        -> per segment: encoding (fresh state, fixed chunks) -> windowing (running sums)
+        -> scorer (classifier + memory bank) -> tracker -> WindowUpdate / EmotionChange /
+           SegmentResult
+
+A segment's frames are encoded as soon as they certainly belong to it (up to
+`vad.committed_end`), so when the VAD closes a segment only its last chunk is left to run.
+Windows are scored one at a time (batch 1), so a window's numbers never depend on which other
+windows happened to complete in the same call. Together with the chunking-invariant resampler,
+features and VAD this makes the events of any chunking equal to those of one offline pass.
+
+Create streams with `Recognizer.create_stream`; a stream is not thread-safe (one per source).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_ser import encoding, features, tracker, vad, windowing
+from edge_ser.audio import StreamingResampler, to_mono
+from edge_ser.contract import FRAMES_PER_S, N_MELS, SAMPLE_RATE_HZ
+from edge_ser.events import EmotionChange, Event, SegmentResult, WindowUpdate
+from edge_ser.frame_buffer import FrameBuffer
+
+
+@dataclass
+class _Segment:
+    """The segment being encoded. Positions are feature frames from the stream start."""
+
+    index: int
+    start_frame: int  # padded start: encoder frame j covers feature frames from start + j*stride
+    speech_start_frame: int
+    next_frame: int  # next feature frame to feed to the encoder
+    encoder: encoding.EncoderState
+    windows: windowing.WindowState
+    end_frame: int | None = None  # padded end, known once the VAD closes the segment
+    speech_end_frame: int = 0
+    split: bool = False
+    window_count: int = 0
+
+
+class Stream:
+    """Incremental emotion recognition over one audio source.
+
+    `accept_waveform(samples)` takes float32 samples at the stream's rate, mono (n,) or
+    (n, channels) (mixed down), any length; `input_finished()` ends the source and flushes the
+    last segment. Both return the events completed by the call, in time order.
+    """
+
+    def __init__(self, recognizer, sample_rate_hz: int, channel: int = 0) -> None:
+        self._recognizer = recognizer
+        self._config = recognizer.config
+        self.sample_rate_hz = sample_rate_hz
+        self.channel = channel
+        self._resampler = StreamingResampler(sample_rate_hz)
+        self._features = features.init_state()
+        self._frames = FrameBuffer(N_MELS)
+        self._vad = vad.init_state(self._config.vad)
+        self._queue: deque[vad.VadEvent] = deque()
+        self._tracker = tracker.init_state(recognizer.labels)
+        self._segment: _Segment | None = None
+        self._segments_started = 0
+        self._samples_16k = 0
+        self._finished = False
+        backend = recognizer.backend
+        frames_per_s = FRAMES_PER_S / backend.stride
+        self._window_frames = max(1, round(self._config.window.window_s * frames_per_s))
+        self._hop_frames = max(1, round(self._config.window.hop_s * frames_per_s))
+
+    # --- public ------------------------------------------------------------------------------
+
+    @property
+    def time_s(self) -> float:
+        """Audio time processed so far (16 kHz samples out of the resampler), in seconds."""
+        return self._samples_16k / SAMPLE_RATE_HZ
+
+    @property
+    def speaking(self) -> bool:
+        """Inside a speech run right now, by the VAD's hysteresis."""
+        return self._vad.speaking
+
+    @property
+    def tracked(self) -> str | None:
+        """The emotion the tracker holds now (None before the first confident result)."""
+        return self._tracker.current
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def accept_waveform(self, samples: np.ndarray) -> list[Event]:
+        """Feed samples (n,) or (n, channels) float32 in [-1, 1] at `sample_rate_hz`."""
+        if self._finished:
+            raise RuntimeError("accept_waveform() after input_finished(); create a new stream")
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.ndim not in (1, 2):
+            raise ValueError(f"expected samples shaped (n,) or (n, channels), got "
+                             f"{samples.shape}")
+        return self._push(self._resampler.process(to_mono(samples)), final=False)
+
+    def input_finished(self) -> list[Event]:
+        """End of the source: flush the resampler, close the open segment, return the rest."""
+        if self._finished:
+            raise RuntimeError("input_finished() called twice; create a new stream")
+        events = self._push(self._resampler.flush(), final=False)
+        self._queue.extend(vad.finish(self._vad, self._config.vad))
+        self._finished = True
+        self._drain(events, final=True)
+        return events
+
+    # --- the pipeline ------------------------------------------------------------------------
+
+    def _push(self, samples_16k: np.ndarray, final: bool) -> list[Event]:
+        self._samples_16k += samples_16k.size
+        self._frames.append(features.accept(self._features, samples_16k))
+        self._queue.extend(vad.accept(self._vad, self._config.vad, samples_16k))
+        events: list[Event] = []
+        self._drain(events, final)
+        self._trim()
+        return events
+
+    def _drain(self, events: list[Event], final: bool) -> None:
+        """Advance segments through the queued VAD events as far as the features allow."""
+        while True:
+            segment = self._segment
+            if segment is None:
+                if not self._queue:
+                    return
+                event = self._queue.popleft()
+                if not isinstance(event, vad.SegmentOpen):
+                    raise RuntimeError(f"VAD close without an open segment: {event}")
+                self._segment = self._open(event)
+                continue
+            if segment.end_frame is None and self._queue:
+                close = self._queue.popleft()
+                if not isinstance(close, vad.SegmentClose):
+                    raise RuntimeError(f"VAD open inside an open segment: {close}")
+                segment.end_frame = close.end_frame
+                segment.speech_end_frame = close.speech_end_frame
+                segment.split = close.split
+            if segment.end_frame is not None:
+                limit = segment.end_frame
+            else:
+                limit = vad.committed_end(self._vad, self._config.vad)
+            if final:  # no more frames will come: the segment ends with the audio
+                limit = min(limit, self._frames.end)
+                if segment.end_frame is not None:
+                    segment.end_frame = min(segment.end_frame, self._frames.end)
+            upto = min(limit, self._frames.end)
+            if upto > segment.next_frame:
+                self._encode(segment, self._frames.get(segment.next_frame, upto), events)
+                segment.next_frame = upto
+            if segment.end_frame is None or segment.next_frame < segment.end_frame:
+                return  # waiting for audio
+            self._close(segment, events)
+            self._segment = None
+
+    def _open(self, event: vad.SegmentOpen) -> _Segment:
+        backend = self._recognizer.backend
+        tracker.start_segment(self._tracker)
+        segment = _Segment(
+            index=self._segments_started,
+            start_frame=event.start_frame,
+            speech_start_frame=event.speech_start_frame,
+            next_frame=event.start_frame,
+            encoder=encoding.init_state(backend),
+            windows=windowing.init_state(backend.out_channels, self._window_frames,
+                                         self._hop_frames),
+        )
+        self._segments_started += 1
+        return segment
+
+    def _encode(self, segment: _Segment, feats: np.ndarray, events: list[Event]) -> None:
+        out = encoding.feed(segment.encoder, self._recognizer.backend, feats)
+        self._windows(segment, out, events)
+
+    def _windows(self, segment: _Segment, out: np.ndarray, events: list[Event]) -> None:
+        stride = self._recognizer.backend.stride
+        for first, end, pooled in windowing.push(segment.windows, out):
+            scores = self._recognizer.score(pooled)
+            smoothed = tracker.smooth(self._tracker, self._config.tracker, scores.probs)
+            change = tracker.observe(self._tracker, self._config.tracker, smoothed,
+                                     scores.similarity)
+            start_s = (segment.start_frame + first * stride) / FRAMES_PER_S
+            end_s = (segment.start_frame + end * stride) / FRAMES_PER_S
+            label = tracker.verdict(self._tracker.labels, scores.probs, scores.similarity,
+                                    self._config.tracker)
+            events.append(WindowUpdate(
+                start_s=start_s, end_s=end_s, label=label, probs=self._named(scores.probs),
+                confidence=float(scores.probs.max()), similarity=scores.similarity,
+                channel=self.channel, segment=segment.index, smoothed=self._named(smoothed),
+                tracked=self._tracker.current))
+            segment.window_count += 1
+            if change is not None:
+                events.append(self._change(change, start_s, end_s, smoothed, scores.similarity,
+                                           segment.index))
+
+    def _close(self, segment: _Segment, events: list[Event]) -> None:
+        backend = self._recognizer.backend
+        self._windows(segment, encoding.finish(segment.encoder, backend), events)
+        scores = self._recognizer.score(windowing.pool_all(segment.windows))
+        start_s = segment.speech_start_frame / FRAMES_PER_S
+        end_s = max(segment.speech_end_frame, segment.speech_start_frame) / FRAMES_PER_S
+        label = tracker.verdict(self._tracker.labels, scores.probs, scores.similarity,
+                                self._config.tracker)
+        events.append(SegmentResult(
+            start_s=start_s, end_s=end_s, label=label, probs=self._named(scores.probs),
+            confidence=float(scores.probs.max()), similarity=scores.similarity,
+            channel=self.channel, segment=segment.index, windows=segment.window_count,
+            split=segment.split))
+        if segment.window_count == 0:  # too short for a window: the result is the observation
+            change = tracker.observe(self._tracker, self._config.tracker, scores.probs,
+                                     scores.similarity)
+            if change is not None:
+                events.append(self._change(change, start_s, end_s, scores.probs,
+                                           scores.similarity, segment.index))
+
+    def _change(self, change: tuple[str | None, str], start_s: float, end_s: float,
+                probs: np.ndarray, similarity: float, segment: int) -> EmotionChange:
+        previous, label = change
+        return EmotionChange(
+            start_s=start_s, end_s=end_s, label=label, probs=self._named(probs),
+            confidence=float(probs[self._tracker.labels.index(label)]), similarity=similarity,
+            channel=self.channel, segment=segment, previous=previous)
+
+    def _named(self, probs: np.ndarray) -> dict[str, float]:
+        return {label: float(p) for label, p in zip(self._tracker.labels, probs)}
+
+    def _trim(self) -> None:
+        """Forget feature frames that neither the open segment nor a future one can need."""
+        keep = vad.earliest_start(self._vad, self._config.vad)
+        if self._segment is not None:
+            keep = min(keep, self._segment.next_frame)
+        for event in self._queue:
+            if isinstance(event, vad.SegmentOpen):
+                keep = min(keep, event.start_frame)
+        self._frames.trim(keep)

@@ -1,0 +1,106 @@
+"""The export configuration: frozen dataclasses loaded strictly from `configs/export/*.yaml`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge_ser import contract
+from edge_ser.config import section, setting
+
+
+@dataclass(frozen=True)
+class EncoderExportConfig:
+    chunk_frames: int = setting(10, min=1, max=400,
+                                help="encoder input frames per call; a multiple of the stride")
+    opset: int = setting(contract.ONNX_OPSET, min=17, max=21, help="ONNX opset")
+
+
+@dataclass(frozen=True)
+class ParityConfig:
+    chunks: int = setting(200, min=100, max=100_000,
+                          help="consecutive chunks, state carried, compared at every stage")
+    fp32_atol: float = setting(1e-4, min=0.0, max=1.0,
+                               help="max |torch - onnxruntime| of fp32 frames and state")
+    int8_max_rel_rms: float = setting(0.25, min=0.0, max=10.0,
+                                      help="max RMS(int8 - fp32) / RMS(fp32) of the frames")
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    clips: int = setting(300, min=4, max=100_000,
+                         help="training-speaker clips whose chunks calibrate INT8 ranges")
+    method: str = setting("minmax", choices=("minmax", "percentile", "entropy"))
+    percentile: float = setting(99.999, min=90.0, max=100.0, help="for method=percentile")
+    batch: int = setting(64, min=1, max=4096, help="chunks per calibration batch")
+    seed: int = setting(0, min=0)
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    max_ua_drop_points: float = setting(1.0, min=0.0, max=100.0,
+                                        help="export fails if INT8 UA is lower than fp32 UA by "
+                                             "more than this many points (classifier or fused)")
+    test_fraction: float = setting(0.2, min=0.05, max=0.9,
+                                   help="held-out speaker share of the fixed split")
+    seed: int = setting(0, min=0, help="seed of the fixed held-out speaker split")
+
+
+@dataclass(frozen=True)
+class MemoryBankConfig:
+    centroids_per_class: int = setting(4, min=1, max=256)
+    temperature: float = setting(0.1, min=1e-3, max=10.0,
+                                 help="softmax temperature of the per-class cosine scores")
+    top_k: int = setting(2, min=1, max=256, help="per class, mean of the top_k best centroids")
+    kmeans_iterations: int = setting(50, min=1, max=1000)
+    seed: int = setting(0, min=0)
+    max_bytes: int = setting(32_768, min=1024, max=10_000_000,
+                             help="memory_bank.npz larger than this fails the export")
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    memory_weight: float = setting(0.3, min=0.0, max=1.0,
+                                   help="w in softmax((1-w) log p_classifier + w log p_memory)")
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """TensorRT optimization profiles, in batch sizes; recorded in the manifest."""
+
+    stream_max: int = setting(1, min=1, max=64,
+                              help="profile 0 (streaming): batches 1..stream_max")
+    batch_min: int = setting(1, min=1, max=4096)
+    batch_opt: int = setting(16, min=1, max=4096)
+    batch_max: int = setting(64, min=1, max=4096, help="profile 1 (bulk): min/opt/max batch")
+
+
+@dataclass(frozen=True)
+class TensorRTConfig:
+    workspace_mib: int = setting(512, min=16, max=65_536)
+    optimization_level: int = setting(3, min=0, max=5)
+    fp16_max_rel_rms: float = setting(0.02, min=0.0, max=10.0,
+                                      help="fp16 engine vs onnxruntime fp32, RMS ratio")
+    int8_max_rel_rms: float = setting(0.10, min=0.0, max=10.0,
+                                      help="int8 engine vs onnxruntime int8, RMS ratio")
+
+
+@dataclass(frozen=True)
+class PackageConfig:
+    name: str = setting("default", help="package name recorded in the manifest")
+    max_total_bytes: int = setting(2_000_000, min=1024, max=10**10,
+                                   help="a package larger than this fails the export")
+    latency_runs: int = setting(500, min=10, max=1_000_000,
+                                help="chunks timed per precision (onnxruntime, one thread)")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    encoder: EncoderExportConfig = section(EncoderExportConfig)
+    parity: ParityConfig = section(ParityConfig)
+    calibration: CalibrationConfig = section(CalibrationConfig)
+    gate: GateConfig = section(GateConfig)
+    memory_bank: MemoryBankConfig = section(MemoryBankConfig)
+    fusion: FusionConfig = section(FusionConfig)
+    profiles: ProfileConfig = section(ProfileConfig)
+    tensorrt: TensorRTConfig = section(TensorRTConfig)
+    package: PackageConfig = section(PackageConfig)

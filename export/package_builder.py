@@ -1,0 +1,223 @@
+"""`export package`: a training checkpoint in, a verified model package out, in numbered stages.
+
+    1 ONNX fp32      export, graph checks, parity torch vs onnxruntime (stream + batch)
+    2 INT8 (QDQ)     calibration on training speakers, quantize, QDQ/TensorRT checks, parity
+    3 head + memory  folded head (parity vs torch), memory bank centroids (size limit)
+    4 accuracy       the package loaded by `load_package`, held-out split through the runtime
+                     path in fp32 and INT8; the INT8 accuracy gate
+    5 size + speed   file sizes (total limit), onnxruntime one-thread latency fp32 vs INT8
+
+Every stage ends in a check; a failed check stops the export and leaves nothing at `out`.
+The package is assembled in a staging folder beside `out` and moved there only when complete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from edge_ser.backends.onnxruntime_backend import OnnxRuntimeBackend
+from edge_ser.backends.torch_backend import TorchBackend
+from edge_ser.config import to_dict
+from edge_ser.package import load_package, sha256_file, write_manifest
+from edge_ser.scoring import WindowScorer
+from export import evaluate, steps
+from export.config import ExportConfig
+from export.data import ExportData
+from export.errors import ExportError
+from export.graph_checks import check_deployable
+from export.head import head_parity
+from export.latency import onnxruntime_latency
+from export.parity import batch_consistency, stream_of_chunks, stream_parity
+from export.steps import FILES
+from train.trainer import load_checkpoint, predict_logits
+
+STAGES = 5
+
+
+def _versions() -> dict:
+    out = {}
+    for name in ("edge-ser", "torch", "onnx", "onnxruntime", "numpy"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+def _git_commit() -> str:
+    from train.run import git_commit
+
+    return git_commit()
+
+
+class _Stages:
+    def __init__(self, log):
+        self.log = log
+        self.number = 0
+
+    def start(self, title: str) -> None:
+        self.number += 1
+        self.log(f"[{self.number}/{STAGES}] {title}")
+
+
+def build_package(checkpoint: Path, out: Path, cfg: ExportConfig, force: bool = False,
+                  log=print) -> dict:
+    """Export `checkpoint` into the package folder `out`; returns the manifest."""
+    out = Path(out).resolve()
+    if out.exists() and not force:
+        raise ExportError(f"{out} exists; pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.staging."))
+    try:
+        manifest = _build(Path(checkpoint), staging, cfg, log)
+        staging.chmod(0o755)  # mkdtemp makes it private; a package is read by other users
+        for path in staging.iterdir():
+            path.chmod(0o644)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    load_package(out)  # what the runtime will load, verified once more in place
+    log(f"wrote {out} ({package_bytes(out)} bytes)")
+    return manifest
+
+
+def _build(checkpoint: Path, root: Path, cfg: ExportConfig, log) -> dict:
+    stages = _Stages(log)
+    model, train_cfg, payload = load_checkpoint(checkpoint)
+    labels = tuple(payload["labels"])
+    data = ExportData.from_config(train_cfg, cfg.gate)
+    chunk = cfg.encoder.chunk_frames
+    created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    commit = _git_commit()
+    metrics: dict = {}
+
+    stages.start("ONNX fp32 encoder")
+    spec = steps.write_fp32(model, root, labels, cfg,
+                            {"git_commit": commit, "created_utc": created,
+                             "edge_ser_version": _versions()["edge-ser"]})
+    graph = {"fp32": check_deployable(onnx.load(str(root / FILES["fp32"])), spec, False)}
+    draft = steps.draft_package(root, spec, labels)
+    heldout_feats, heldout = data.features(data.heldout, log)
+    speech = stream_of_chunks(heldout_feats, cfg.parity.chunks, chunk)
+    reference = TorchBackend(model.encoder, chunk)
+    fp32 = OnnxRuntimeBackend(draft, "fp32")
+    parity = fp32_parity(reference, fp32, speech, cfg)
+    log(f"  parity torch vs onnxruntime over {parity['fp32_vs_torch']['chunks']} chunks: "
+        f"max |diff| {parity['fp32_worst_abs']:.2e} (limit {cfg.parity.fp32_atol:g})")
+
+    stages.start("INT8 encoder (QDQ, static calibration)")
+    calib_feats, _ = data.features(
+        data.calibration_clips(cfg.calibration.clips, cfg.calibration.seed), log)
+    quantization = steps.write_int8(model, root, spec, calib_feats, cfg)
+    graph["int8"] = check_deployable(onnx.load(str(root / FILES["int8"])), spec, True)
+    int8 = OnnxRuntimeBackend(draft, "int8")
+    parity.update(int8_parity(fp32, int8, speech, cfg))
+    log(f"  {graph['int8']['quantized_ops']} Conv/MatMul/Gemm quantized; int8 vs fp32 relative "
+        f"RMS error {parity['int8_vs_fp32']['rel_rms_frames']:.3f} "
+        f"(limit {cfg.parity.int8_max_rel_rms:g})")
+
+    stages.start("head and memory bank")
+    head = steps.write_head(model, root)
+    parity["head_numpy_vs_torch_max_abs"] = head_parity(model, head)
+    if parity["head_numpy_vs_torch_max_abs"] > cfg.parity.fp32_atol:
+        raise ExportError(f"head parity failed: {parity['head_numpy_vs_torch_max_abs']:.3g}")
+    train_feats, train_clips = data.features(data.train, log)
+    bank = steps.write_memory_bank(model, root, train_feats, data.targets(train_clips), labels,
+                                   cfg)
+    bank_bytes = (root / FILES["memory_bank"]).stat().st_size
+    log(f"  memory bank: {len(bank['centroids'])} centroids from {len(train_clips)} training "
+        f"clips, {bank_bytes} bytes")
+    if bank_bytes > cfg.memory_bank.max_bytes:
+        raise ExportError(f"memory bank of {bank_bytes} bytes exceeds memory_bank.max_bytes "
+                          f"{cfg.memory_bank.max_bytes}")
+    provenance = {
+        "corpora": data.corpora, "labels_column": "emotion4",
+        "checkpoint": {"path": str(checkpoint.resolve()), "sha256": sha256_file(checkpoint),
+                       "git_commit": payload.get("extra", {}).get("metrics", {})
+                       .get("git_commit", "unknown")},
+        "train_config": payload["config"], "export_config": to_dict(cfg),
+        "git_commit": commit, "versions": _versions()}
+    manifest = steps.write_package_manifest(root, labels, spec, head, bank, cfg, quantization,
+                                            created, provenance, metrics)
+
+    stages.start("accuracy through the runtime path, INT8 gate")
+    package = load_package(root)
+    scorer = WindowScorer.from_package(package)
+    targets = data.targets(heldout)
+    accuracy = {"split": {"test_fraction": cfg.gate.test_fraction, "seed": cfg.gate.seed,
+                          "speaker_independent": data.heldout_is_unseen, "clips": len(heldout)}}
+    predictions = {}
+    for precision, backend in (("fp32", fp32), ("int8", int8)):
+        pooled = evaluate.pooled_clips(backend, heldout_feats)
+        predictions[precision] = evaluate.head_predictions(scorer, pooled)
+        accuracy[precision] = evaluate.accuracy_report(predictions[precision], targets, heldout,
+                                                       labels)
+        log(f"  {precision}: UA classifier {accuracy[precision]['all']['classifier']['ua']:.1%}"
+            f", memory {accuracy[precision]['all']['memory']['ua']:.1%}, fused "
+            f"{accuracy[precision]['all']['fused']['ua']:.1%}")
+    torch_pred = predict_logits(model, heldout_feats).argmax(1)
+    accuracy["torch_classifier"] = evaluate.accuracy_report(
+        {"classifier": torch_pred}, targets, heldout, labels)
+    parity["runtime_fp32_vs_torch_agreement"] = float(
+        np.mean(predictions["fp32"]["classifier"] == torch_pred))
+    accuracy["gate"] = evaluate.accuracy_gate(accuracy["fp32"], accuracy["int8"],
+                                              cfg.gate.max_ua_drop_points)
+    log(f"  INT8 gate passed: UA drop {accuracy['gate']['ua_drop_points']} points "
+        f"(limit {cfg.gate.max_ua_drop_points})")
+
+    stages.start("size and speed")
+    sizes = {name: (root / name).stat().st_size for name in FILES.values()}
+    latency = onnxruntime_latency(package, speech, cfg.package.latency_runs)
+    log(f"  sizes: fp32 {sizes[FILES['fp32']]} B, int8 {sizes[FILES['int8']]} B; latency per "
+        f"chunk, one thread: fp32 {latency['fp32']['median_ms']:.3f} ms, int8 "
+        f"{latency['int8']['median_ms']:.3f} ms")
+    for backend in (fp32, int8, reference):
+        backend.close()
+
+    metrics.update({"parity": parity, "graph": graph, "accuracy": accuracy, "sizes": sizes,
+                    "latency_onnxruntime": latency})
+    write_manifest(root, manifest)
+    total = package_bytes(root)
+    if total > cfg.package.max_total_bytes:
+        raise ExportError(f"package of {total} bytes exceeds package.max_total_bytes "
+                          f"{cfg.package.max_total_bytes}")
+    return manifest
+
+
+def fp32_parity(reference, fp32, speech: np.ndarray, cfg: ExportConfig) -> dict:
+    """torch vs onnxruntime fp32: one stream, four streams batched, batched vs alone."""
+    parity = {"fp32_vs_torch": stream_parity(reference, fp32, speech).to_dict(),
+              "fp32_vs_torch_batch4": stream_parity(reference, fp32, speech, batch=4).to_dict(),
+              "fp32_batch_vs_single_max_abs": batch_consistency(fp32, speech)}
+    parity["fp32_worst_abs"] = max(
+        parity["fp32_vs_torch"]["max_abs_frames"], parity["fp32_vs_torch"]["max_abs_state"],
+        parity["fp32_vs_torch_batch4"]["max_abs_frames"],
+        parity["fp32_vs_torch_batch4"]["max_abs_state"],
+        parity["fp32_batch_vs_single_max_abs"])
+    if parity["fp32_worst_abs"] > cfg.parity.fp32_atol:
+        raise ExportError(f"fp32 parity failed: max |torch - onnxruntime| "
+                          f"{parity['fp32_worst_abs']:.3g} > {cfg.parity.fp32_atol:g}")
+    return parity
+
+
+def int8_parity(fp32, int8, speech: np.ndarray, cfg: ExportConfig) -> dict:
+    report = stream_parity(fp32, int8, speech).to_dict()
+    if report["rel_rms_frames"] > cfg.parity.int8_max_rel_rms:
+        raise ExportError(f"int8 parity failed: relative RMS error {report['rel_rms_frames']:.3f}"
+                          f" > {cfg.parity.int8_max_rel_rms:g}")
+    return {"int8_vs_fp32": report}
+
+
+def package_bytes(root: Path) -> int:
+    """Bytes of every file of the package folder (manifest included)."""
+    return sum(p.stat().st_size for p in Path(root).rglob("*") if p.is_file())

@@ -1,0 +1,131 @@
+"""The files of a model package, one writer per file, given a model and the speech they need.
+
+`package_builder` runs these in order with the corpora and checks every result; the tests run
+them with synthetic speech on small models. Each writer returns what the manifest records.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from edge_ser import contract
+from edge_ser.package import (
+    FORMAT,
+    FORMAT_VERSION,
+    ModelPackage,
+    audio_contract,
+    file_entry,
+    write_manifest,
+)
+from export.config import ExportConfig
+from export.head import head_arrays, save_head
+from export.memory_bank import build_memory_bank, clip_embeddings, save_memory_bank
+from export.onnx_export import export_encoder, save_initial_state
+from export.quantize import batch_feeds, calibration_chunks, quantize_int8
+
+FILES = {"fp32": "encoder.onnx", "int8": "encoder.int8.onnx", "head": "head.npz",
+         "memory_bank": "memory_bank.npz", "initial_state": "initial_state.npz"}
+
+
+def write_fp32(model, root: Path, labels: tuple[str, ...], cfg: ExportConfig,
+               metadata: dict) -> dict:
+    """encoder.onnx and initial_state.npz; returns the manifest's `encoder` section."""
+    spec = export_encoder(model.encoder, cfg.encoder.chunk_frames, root / FILES["fp32"], labels,
+                          metadata, cfg.encoder.opset)
+    spec["files"] = {"fp32": FILES["fp32"], "int8": FILES["int8"]}
+    spec["initial_state"] = FILES["initial_state"]
+    save_initial_state(root / FILES["initial_state"], model.encoder, spec)
+    spec["profiles"] = {"stream": {"min": 1, "opt": 1, "max": cfg.profiles.stream_max},
+                        "batch": {"min": cfg.profiles.batch_min, "opt": cfg.profiles.batch_opt,
+                                  "max": cfg.profiles.batch_max}}
+    return spec
+
+
+def draft_package(root: Path, spec: dict, labels: tuple[str, ...]) -> ModelPackage:
+    """An unverified package view of a half-written folder, for backends during export."""
+    return ModelPackage(root=root, manifest={"encoder": spec}, labels=labels,
+                        chunk_frames=spec["chunk_frames"], stride=spec["stride"],
+                        embedding_channels=spec["channels"])
+
+
+def write_int8(model, root: Path, spec: dict, calibration_feats: list[np.ndarray],
+               cfg: ExportConfig) -> dict:
+    """encoder.int8.onnx, calibrated on `calibration_feats` (whole clips, (T, N_MELS))."""
+    axes = {spec["input"]["name"]: 0}
+    axes.update({s["input"]: s["shape"].index(contract.BATCH_DIM) for s in spec["state"]})
+    feeds = calibration_chunks(model.encoder, calibration_feats, spec["chunk_frames"])
+    if not feeds:
+        raise ValueError("no calibration chunk: the calibration clips are shorter than a chunk")
+    batches = batch_feeds(feeds, axes, cfg.calibration.batch, cfg.calibration.seed)
+    root_logger = logging.getLogger()
+    level = root_logger.level
+    root_logger.setLevel(logging.ERROR)  # onnxruntime's generic pre-processing advice
+    try:
+        quantization = quantize_int8(root / FILES["fp32"], root / FILES["int8"], batches,
+                                     cfg.calibration)
+    finally:
+        root_logger.setLevel(level)
+    quantization["calibration_clips"] = len(calibration_feats)
+    return quantization
+
+
+def write_head(model, root: Path) -> dict[str, np.ndarray]:
+    head = head_arrays(model)
+    save_head(root / FILES["head"], head)
+    return head
+
+
+def write_memory_bank(model, root: Path, feats: list[np.ndarray], targets: np.ndarray,
+                      labels: tuple[str, ...], cfg: ExportConfig) -> dict[str, np.ndarray]:
+    bank = build_memory_bank(clip_embeddings(model, feats), targets, labels, cfg.memory_bank)
+    save_memory_bank(root / FILES["memory_bank"], bank)
+    return bank
+
+
+def write_package_manifest(root: Path, labels: tuple[str, ...], spec: dict, head: dict,
+                           bank: dict, cfg: ExportConfig, quantization: dict, created: str,
+                           provenance: dict, metrics: dict) -> dict:
+    """model.json over the files written above (their sha256 and sizes taken now)."""
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "name": cfg.package.name,
+        "created_utc": created, "labels": list(labels), "audio": audio_contract(),
+        "encoder": spec,
+        "head": {"file": FILES["head"], "pooled_dim": 2 * spec["channels"],
+                 "embedding_dim": int(head["projection_weight"].shape[0])},
+        "memory_bank": {"file": FILES["memory_bank"], "centroids": int(len(bank["centroids"])),
+                        "centroids_per_class": cfg.memory_bank.centroids_per_class,
+                        "temperature": cfg.memory_bank.temperature,
+                        "top_k": cfg.memory_bank.top_k, "dtype": "float16",
+                        "scoring": "per class, mean of the top_k cosine similarities; softmax "
+                                   "over classes at temperature"},
+        "fusion": {"rule": "log_linear", "memory_weight": cfg.fusion.memory_weight,
+                   "formula": "softmax((1 - w) * log p_classifier + w * log p_memory)"},
+        "quantization": quantization,
+        "files": {name: file_entry(root, name) for name in FILES.values()},
+        "engines": [],
+        "provenance": provenance,
+        "metrics": metrics,
+    }
+    write_manifest(root, manifest)
+    return manifest
+
+
+def write_package(model, root: Path, labels: tuple[str, ...], cfg: ExportConfig,
+                  calibration_feats: list[np.ndarray], memory_feats: list[np.ndarray],
+                  memory_targets: np.ndarray, provenance: dict | None = None,
+                  metrics: dict | None = None) -> dict:
+    """Every file and the manifest, from given speech and no further checks: for packages made
+    from speech other than the training corpora (the checked export is `package_builder`)."""
+    import datetime as dt
+
+    root.mkdir(parents=True, exist_ok=True)
+    created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    spec = write_fp32(model, root, labels, cfg, {"created_utc": created})
+    quantization = write_int8(model, root, spec, calibration_feats, cfg)
+    head = write_head(model, root)
+    bank = write_memory_bank(model, root, memory_feats, memory_targets, labels, cfg)
+    return write_package_manifest(root, labels, spec, head, bank, cfg, quantization, created,
+                                  provenance or {}, metrics or {})

@@ -1,0 +1,278 @@
+"""Adaptation: a synthetic two-domain task with a known shift, batch-norm handling, the target
+folder reader and the `adapt` command end to end (all without the corpora, in seconds)."""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from synth import concat, silence, voiced
+from torch.nn import functional as F
+
+from edge_ser.cli import main
+from edge_ser.config import load_config
+from edge_ser.contract import SAMPLE_RATE_HZ
+from train.adapt import (
+    AdaptData,
+    adapt,
+    batch_statistics,
+    embed_all,
+    predict,
+    reestimate_bn_statistics,
+)
+from train.adapt_config import AdaptConfig, TargetConfig
+from train.config import AugmentConfig, ModelConfig, TrainConfig
+from train.memory import SourceMemory
+from train.model import EmotionModel
+from train.target_audio import TargetAudioError, read_target
+from train.trainer import TrainResult, load_checkpoint, save_checkpoint
+
+LABELS = ("a", "b", "c", "d")
+TINY = ["model.channels=16", "model.dilations=[1, 2]", "model.embedding_dim=16",
+        "optim.threads=1", "optim.batch_size=16", "optim.crop_s=1.0", "augment.freq_mask_mels=0"]
+
+
+def two_domains(n: int = 240, shift_mels: int = 6, tilt: float = 2.0):
+    """Four classes, each a band of energy at its own mel position (10, 24, 38, 52) in noise.
+    The target moves every band up by `shift_mels` (a known shift, less than half the spacing
+    of 14, so the class clusters keep their order) and tilts the spectrum by +-`tilt`."""
+    mel = np.arange(64)
+
+    def domain(shift, slope, seed):
+        rng = np.random.default_rng(seed)
+        classes = rng.integers(0, 4, n)
+
+        def utterance(c):
+            centre = 10 + 14 * c + shift + rng.integers(-1, 2)
+            x = rng.normal(0, 1, (100, 64)) + 3.0 * np.exp(-0.5 * ((mel - centre) / 2.0) ** 2)
+            return (x + slope * (mel - 32) / 32).astype(np.float32)
+
+        return [[utterance(c), utterance(c)] for c in classes], classes
+
+    source, y_source = domain(0, 0.0, 1)
+    target, y_target = domain(shift_mels, tilt, 2)
+    data = AdaptData(LABELS, target, source, y_source, np.zeros(n, dtype=np.int64), None, ("s",))
+    return data, y_target
+
+
+def config(*overrides: str) -> AdaptConfig:
+    return load_config(AdaptConfig, None, TINY + list(overrides))
+
+
+def target_accuracy(model, data, y_target) -> float:
+    return float((predict(model, [v[0] for v in data.target_views]) == y_target).mean())
+
+
+def test_nnpm_raises_target_accuracy_over_source_only_on_a_known_shift():
+    data, y_target = two_domains()
+    source = adapt(config("method=source", "optim.epochs=8"), data, log=lambda _: None)
+    ours = adapt(config("method=nnpm", "optim.epochs=8", "nnpm.warmup_epochs=4"), data,
+                 log=lambda _: None)
+    before, after = target_accuracy(source.model, data, y_target), target_accuracy(
+        ours.model, data, y_target)
+    assert after >= before + 0.2, (before, after)
+    # the pseudo multilabels themselves became right, and the history says what happened
+    assert (ours.pseudo.top.numpy() == y_target).mean() >= 0.8
+    assert "ml" in ours.history[-1] and "pseudo" in ours.history[-1]
+    assert "ml" not in ours.history[3]  # the first 4 epochs are the source warm-up
+
+
+def test_source_free_nnpm_adapts_from_a_fixed_memory_bank():
+    data, y_target = two_domains()
+    source = adapt(config("method=source", "optim.epochs=4"), data, log=lambda _: None)
+    emb, _ = embed_all(source.model, [v[0] for v in data.source_views], own_statistics=False)
+    centroids = torch.stack([F.normalize(emb[torch.as_tensor(data.source_targets == c)], dim=1)
+                             .mean(0) for c in range(4)])
+    memory = SourceMemory.from_features(centroids, np.arange(4), 4, fixed=True)
+    start = copy.deepcopy(source.model)
+    classifier_before = start.classifier.weight.clone()
+    adapted = adapt(config("method=nnpm", "optim.epochs=4", "nnpm.warmup_epochs=0",
+                           "optim.lr=0.001", "optim.warmup_epochs=0"),
+                    AdaptData(LABELS, data.target_views), model=start, memory=memory,
+                    log=lambda _: None)
+    assert target_accuracy(adapted.model, data, y_target) >= \
+        target_accuracy(source.model, data, y_target) + 0.2
+    assert torch.equal(adapted.model.classifier.weight, classifier_before)  # frozen
+    assert torch.equal(memory.slots, centroids / centroids.norm(dim=1, keepdim=True))
+
+
+@pytest.mark.parametrize("batchnorm", ["separate", "mixed"])
+def test_dann_runs_with_either_batchnorm_combination(batchnorm):
+    data, _ = two_domains(n=64)
+    # a shorter target than source: mixed batches pad them to one length
+    data.target_views = [[v[0][:60], v[1][:60]] for v in data.target_views]
+    result = adapt(config("method=dann", f"batchnorm={batchnorm}", "optim.epochs=2"), data,
+                   log=lambda _: None)
+    assert all(np.isfinite(h["lang"]) and np.isfinite(h["ce"]) for h in result.history)
+    assert result.memory is None and result.pseudo is None
+
+
+def test_without_source_only_nnpm_with_a_memory_can_adapt():
+    data, _ = two_domains(n=32)
+    with pytest.raises(ValueError, match="memory bank"):
+        adapt(config("method=dann"), AdaptData(LABELS, data.target_views),
+              model=EmotionModel(config().model, 64, 4))
+
+
+def test_batch_statistics_leave_running_statistics_and_reestimation_replaces_them():
+    torch.manual_seed(0)
+    model = EmotionModel(ModelConfig(channels=8, dilations=(1,), embedding_dim=8), 64, 4).eval()
+    rng = np.random.default_rng(0)
+    feats = [(rng.normal(2.0, 3.0, (int(rng.integers(40, 90)), 64))).astype(np.float32)
+             for _ in range(20)]
+    before = copy.deepcopy(model.state_dict())
+    embed_all(model, feats, own_statistics=True)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if "num_batches" not in k)
+    assert not model.training
+
+    reestimate_bn_statistics(model, feats, batch_size=8)
+    once = copy.deepcopy(model.state_dict())
+    assert not torch.equal(once["projection.1.running_mean"], before["projection.1.running_mean"])
+    reestimate_bn_statistics(model, feats, batch_size=8)  # an average, not a moving one
+    assert torch.allclose(model.state_dict()["projection.1.running_mean"],
+                          once["projection.1.running_mean"], atol=1e-6)
+    assert all(m.momentum == 0.1 for m in model.modules()
+               if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    with batch_statistics(model):
+        assert all(m.training and m.momentum == 0.0 for m in layers)
+        assert not model.dropout.training  # only batch norm behaves as in training
+    assert not model.training and all(m.momentum == 0.1 for m in layers)
+
+
+def write_recordings(folder, n_files: int = 4):
+    """Files of speech-like bursts between silences at 22.05 kHz, one corrupt file, one text."""
+    folder.mkdir()
+    for i in range(n_files):
+        x = concat(silence(0.4), voiced(1.2, 120 + 20 * i, seed=i), silence(0.6),
+                   voiced(0.9, 180, seed=10 + i), silence(0.4))
+        sf.write(folder / f"call{i}.flac", x, SAMPLE_RATE_HZ)
+    (folder / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunk")
+    (folder / "notes.txt").write_text("not audio")
+    sf.write(folder / "quiet.wav", silence(1.0), SAMPLE_RATE_HZ)
+
+
+def test_target_folder_becomes_speech_segments_and_bad_files_are_listed(tmp_path):
+    write_recordings(tmp_path / "calls")
+    cfg = TargetConfig(min_segments=2, views=1)
+    logs = []
+    target = read_target(tmp_path / "calls", cfg, AugmentConfig(), log=logs.append)
+    assert len(target.files) == 6  # notes.txt is not audio
+    assert [p.name for p, _ in target.skipped] == ["broken.wav"]
+    assert [p.name for p in target.without_speech] == ["quiet.wav"]
+    assert len(target.segments) == 8  # two bursts per file
+    for segment, views in zip(target.segments, target.views):
+        assert len(views) == 2 and 0.5 <= segment.end_s - segment.start_s <= 1.6
+    assert any("broken.wav" in line for line in logs)
+    record = target.describe()
+    assert record["files_used"] == 4 and record["files_skipped"][0]["file"].endswith("broken.wav")
+
+
+def test_target_folder_errors_say_what_was_found(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TargetAudioError, match="no audio files found"):
+        read_target(tmp_path / "empty", TargetConfig(), AugmentConfig(), log=lambda _: None)
+    write_recordings(tmp_path / "few", n_files=1)
+    with pytest.raises(TargetAudioError, match="too little speech to adapt to: 2 speech segments"):
+        read_target(tmp_path / "few", TargetConfig(min_segments=20), AugmentConfig(),
+                    log=lambda _: None)
+
+
+def tiny_checkpoint(path, with_bank: bool):
+    torch.manual_seed(0)
+    cfg = TrainConfig(model=ModelConfig(channels=8, dilations=(1,), embedding_dim=8))
+    model = EmotionModel(cfg.model, 64, 4).eval()
+    extra = {}
+    if with_bank:
+        extra["memory_bank"] = {"centroids": F.normalize(torch.randn(8, 8), dim=1).half(),
+                                "centroid_labels": torch.arange(8) % 4,
+                                "temperature": 0.05, "top_k": 2}
+    save_checkpoint(TrainResult(model, cfg.data.labels, [], 0.0), cfg, path, extra=extra)
+
+
+def test_adapt_command_without_source_audio_writes_an_adapted_model(tmp_path, capsys):
+    write_recordings(tmp_path / "calls", n_files=6)
+    tiny_checkpoint(tmp_path / "start.pt", with_bank=True)
+    out = tmp_path / "adapted"
+    status = main(["adapt", "--target", str(tmp_path / "calls"), "--out", str(out),
+                   "--model", str(tmp_path / "start.pt"), "--set", "optim.epochs=2",
+                   "--set", "optim.threads=1", "--set", "target.min_segments=4"])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "epoch   2/2" in printed and "broken.wav" in printed
+    model, _, payload = load_checkpoint(out / "model.pt")
+    record = json.loads((out / "adaptation.json").read_text())
+    assert record["target"]["segments"] == 12 and record["target"]["files_found"] == 8
+    assert record["source"]["corpora"] == [] and "memory bank" in record["source"]["memory"]
+    assert sum(record["target_predictions"].values()) == 12
+    assert payload["extra"]["adaptation"]["method"] == "nnpm"
+    with np.load(out / "memory_bank.npz", allow_pickle=False) as bank:
+        assert bank["centroids"].shape == (8, 8) and list(bank["labels"]) == list(
+            payload["labels"])
+    assert (out / "adapt_config.resolved.yaml").is_file()
+    # an adapted model carries its memory bank, so it can be adapted again without source
+    again = main(["adapt", "--target", str(tmp_path / "calls"), "--out", str(tmp_path / "b"),
+                  "--model", str(out), "--set", "optim.epochs=1", "--set",
+                  "target.min_segments=4"])
+    assert again == 0
+
+
+def test_adapt_command_refuses_bad_input_with_one_line(tmp_path, capsys):
+    write_recordings(tmp_path / "calls", n_files=2)
+    tiny_checkpoint(tmp_path / "plain.pt", with_bank=False)
+    args = ["adapt", "--target", str(tmp_path / "calls"), "--out", str(tmp_path / "o"),
+            "--set", "target.min_segments=2"]
+    assert main(args + ["--model", str(tmp_path / "plain.pt")]) == 2
+    assert "no memory bank" in capsys.readouterr().err
+    assert main(args + ["--model", str(tmp_path / "missing.pt")]) == 2
+    assert "model not found" in capsys.readouterr().err
+    assert main(["adapt", "--target", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
+                 "--model", str(tmp_path / "plain.pt")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    assert main(args + ["--model", str(tmp_path / "plain.pt"), "--source",
+                        str(tmp_path / "calls")]) == 2
+    assert "no labels.csv" in capsys.readouterr().err
+
+
+def test_adapt_command_with_source_corpora_runs_full_nnpm(tmp_path):
+    from test_training import make_toy_corpus
+
+    from train.config import DataConfig
+
+    make_toy_corpus(tmp_path / "toy", n_speakers=2, per_class=4)
+    write_recordings(tmp_path / "calls", n_files=3)
+    cfg = TrainConfig(data=DataConfig(labels=("calm", "excited")),
+                      model=ModelConfig(channels=8, dilations=(1,), embedding_dim=8))
+    torch.manual_seed(0)
+    model = EmotionModel(cfg.model, 64, 2).eval()
+    save_checkpoint(TrainResult(model, cfg.data.labels, [], 0.0), cfg, tmp_path / "start.pt")
+    out = tmp_path / "adapted"
+    assert main(["adapt", "--target", str(tmp_path / "calls"), "--out", str(out), "--model",
+                 str(tmp_path / "start.pt"), "--source", str(tmp_path / "toy"),
+                 "--set", "optim.epochs=2", "--set", "optim.threads=1",
+                 "--set", "augment.views=1", "--set", f"source.cache_dir={tmp_path / 'cache'}",
+                 "--set", "target.min_segments=4"]) == 0
+    _, loaded_cfg, payload = load_checkpoint(out / "model.pt")
+    record = payload["extra"]["adaptation"]
+    assert record["source"]["clips"] == 16 and record["pseudo_labels"]["mean_set_size"] >= 1
+    assert loaded_cfg.data.corpora == (str(tmp_path / "toy"),)
+    assert "mem" in record["history"][0] and "ml" in record["history"][0]
+    with np.load(out / "memory_bank.npz", allow_pickle=False) as bank:
+        assert sorted(set(bank["centroid_labels"].tolist())) == [0, 1]
+
+
+@pytest.mark.parametrize("name", ["default", "table"])
+def test_shipped_adapt_configs_load_strictly(name):
+    from edge_ser.commands.common import REPO_ROOT
+    from edge_ser.config import ConfigError
+
+    path = REPO_ROOT / "configs" / "adapt" / f"{name}.yaml"
+    cfg = load_config(AdaptConfig, path)
+    assert cfg.method == "nnpm" and cfg.batchnorm == "separate"
+    with pytest.raises(ConfigError, match="nnpm.kk"):
+        load_config(AdaptConfig, path, ["nnpm.kk=3"])
+    with pytest.raises(ConfigError, match="leaves no adaptation epoch"):
+        load_config(AdaptConfig, path, ["optim.epochs=2", "nnpm.warmup_epochs=2"])

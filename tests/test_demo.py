@@ -1,0 +1,37 @@
+"""The bundled demo recording: small, labelled, and reproducible from the corpus."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from synth import DEMO_AUDIO, DEMO_LABELS, read_labels
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_demo_is_a_small_16k_recording_with_four_emotions():
+    info = sf.info(DEMO_AUDIO)
+    assert info.samplerate == 16_000 and info.channels == 1 and info.format == "FLAC"
+    assert 30 <= info.duration <= 40
+    assert DEMO_AUDIO.stat().st_size < 600_000
+    labels = read_labels()
+    assert {row["emotion"] for row in labels} == {"angry", "happy", "neutral", "sad"}
+    ends = [0.0] + [float(row["end_s"]) for row in labels]
+    for row, previous_end in zip(labels, ends):
+        assert previous_end + 0.5 < float(row["start_s"]) < float(row["end_s"])
+
+
+@pytest.mark.corpora
+def test_demo_is_reproduced_by_its_script(shared_data, tmp_path):
+    subprocess.run([sys.executable, "tools/make_demo_recording.py", "--emodb",
+                    str(shared_data / "emodb"), "--out", str(tmp_path)], cwd=REPO, check=True,
+                   capture_output=True)
+    for name, bundled in (("conversation.flac", DEMO_AUDIO),
+                          ("conversation.labels.csv", DEMO_LABELS)):
+        made = hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()
+        assert made == hashlib.sha256(bundled.read_bytes()).hexdigest(), name

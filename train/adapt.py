@@ -1,0 +1,375 @@
+"""Unsupervised cross-lingual adaptation, top to bottom: source-only, DANN and NNPM in one loop.
+
+    data   = labelled source views (clean + augmented log-mel per utterance) and unlabelled
+             target views; one random view and crop per example, as in supervised training
+    step   = source batch: cross-entropy (+ NNPM memory loss, memory momentum update)
+             target batch: NNPM multilabel loss (after the warm-up) | DANN language loss
+    bn     = "separate": source and target batches pass the model apart, each normalised by its
+             own batch statistics; "mixed": one batch holding both
+    epoch  = NNPM: pseudo multilabels of every target utterance refreshed from the memory
+    end    = optionally, every batch-norm layer's running statistics re-estimated on the target
+
+Without source data (`AdaptData.source_views` empty) NNPM adapts from a fixed memory, the class
+centroids a model package ships: the target loss alone trains the encoder, the classifier is
+frozen so the memory and classifier keep the meaning they were trained with.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from edge_ser import contract
+from train import nnpm
+from train.adapt_config import AdaptConfig, NNPMConfig
+from train.corpus import Clip
+from train.dann import LanguageClassifier, dann_lambda, language_loss
+from train.memory import SourceMemory
+from train.model import EmotionModel
+from train.trainer import balanced_weights, get_lr, make_batch
+
+
+@dataclass
+class AdaptData:
+    """Everything the loop reads: log-mel views of both sides, source labels and domains."""
+
+    labels: tuple[str, ...]
+    target_views: list[list[np.ndarray]]
+    """Per target utterance: [clean (frames, N_MELS), augmented views ...]."""
+    source_views: list[list[np.ndarray]] = field(default_factory=list)
+    source_targets: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """(n_source,) class indices into `labels`."""
+    source_domains: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """(n_source,) index into `domains` of each source utterance's corpus."""
+    source_weights: np.ndarray | None = None
+    """(n_source,) sampling probabilities (balanced over corpus and class); None = uniform."""
+    domains: tuple[str, ...] = ()
+    """Source domain names; the target is domain number len(domains)."""
+
+    def __post_init__(self) -> None:
+        n = len(self.source_views)
+        if len(self.source_targets) != n or len(self.source_domains) != n:
+            raise ValueError(f"{n} source utterances but {len(self.source_targets)} labels and "
+                             f"{len(self.source_domains)} domain ids")
+        if n and not self.domains:
+            raise ValueError("source utterances need their domain names")
+
+    @classmethod
+    def from_clips(cls, labels: tuple[str, ...], source_clips: list[Clip],
+                   source_views: list[list[np.ndarray]],
+                   target_views: list[list[np.ndarray]]) -> AdaptData:
+        """Labelled source clips (one domain per corpus, sampled balanced over corpus and
+        class) with their views, and the target views."""
+        domains = tuple(sorted({c.corpus for c in source_clips}))
+        return cls(labels=tuple(labels), target_views=target_views, source_views=source_views,
+                   source_targets=np.array([labels.index(c.label) for c in source_clips],
+                                           dtype=np.int64),
+                   source_domains=np.array([domains.index(c.corpus) for c in source_clips],
+                                           dtype=np.int64),
+                   source_weights=balanced_weights(source_clips) if source_clips else None,
+                   domains=domains)
+
+
+@dataclass
+class AdaptResult:
+    model: EmotionModel
+    labels: tuple[str, ...]
+    memory: SourceMemory | None
+    pseudo: nnpm.PseudoLabels | None
+    """The last pseudo multilabels of the target utterances (NNPM), in target order."""
+    history: list[dict]
+    seconds: float
+
+
+def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@contextmanager
+def batch_statistics(model: nn.Module) -> Iterator[None]:
+    """Inference in which batch-norm layers normalise with the batch's own statistics (as in a
+    training step of that domain alone) and leave their running statistics untouched."""
+    was_training = model.training
+    layers = batchnorm_layers(model)
+    momenta = [m.momentum for m in layers]
+    model.eval()
+    for m in layers:
+        m.train()
+        m.momentum = 0.0  # running <- (1 - 0) * running + 0 * batch: unchanged
+    try:
+        yield
+    finally:
+        for m, momentum in zip(layers, momenta):
+            m.momentum = momentum
+        model.train(was_training)
+
+
+def _padded(feats_list: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([len(f) for f in feats_list])
+    batch = torch.zeros(len(feats_list), int(lengths.max()), contract.N_MELS)
+    for row, f in enumerate(feats_list):
+        batch[row, :len(f)] = torch.from_numpy(f)
+    return batch, lengths
+
+
+def _by_length(feats_list: list[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
+    """Index batches with similar lengths together (less padding in every statistic)."""
+    order = np.argsort([len(f) for f in feats_list], kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
+
+
+@torch.no_grad()
+def embed_all(model: EmotionModel, feats_list: list[np.ndarray], own_statistics: bool,
+              batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """(embeddings (n, E), logits (n, K)) of whole utterances, in input order.
+
+    own_statistics: batch-norm layers use the statistics of these utterances' batches (a domain
+    normalised by itself), else the running statistics (plain inference)."""
+    embeddings = torch.empty(len(feats_list), model.classifier.in_features)
+    logits = torch.empty(len(feats_list), model.classifier.out_features)
+    model.eval()
+    with batch_statistics(model) if own_statistics else _nothing():
+        for idx in _by_length(feats_list, batch_size):
+            out, emb = model(*_padded([feats_list[i] for i in idx]))
+            embeddings[idx], logits[idx] = emb, out
+    return embeddings, logits
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+@torch.no_grad()
+def reestimate_bn_statistics(model: EmotionModel, feats_list: list[np.ndarray],
+                             batch_size: int = 64) -> None:
+    """Replace every batch-norm layer's running statistics by their average over `feats_list`
+    (whole utterances): the model then normalises as a model trained on that domain would."""
+    layers = batchnorm_layers(model)
+    momenta = [m.momentum for m in layers]
+    model.eval()
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches
+        m.train()
+    try:
+        for idx in _by_length(feats_list, batch_size):
+            model(*_padded([feats_list[i] for i in idx]))
+    finally:
+        for m, momentum in zip(layers, momenta):
+            m.momentum = momentum
+        model.eval()
+
+
+def _forward_pair(model: EmotionModel, source, target, mode: str):
+    """Model outputs of a source and a target batch, each (feats, lengths) or None."""
+    if source is None or target is None or mode == "separate":
+        out_s = model(*source) if source is not None else None
+        out_t = model(*target) if target is not None else None
+        return out_s, out_t
+    (xs, ls), (xt, lt) = source, target
+    frames = max(xs.shape[1], xt.shape[1])
+    feats = torch.cat([F.pad(xs, (0, 0, 0, frames - xs.shape[1])),
+                       F.pad(xt, (0, 0, 0, frames - xt.shape[1]))])
+    logits, emb = model(feats, torch.cat([ls, lt]))
+    n = len(xs)
+    return (logits[:n], emb[:n]), (logits[n:], emb[n:])
+
+
+class _Losses:
+    """Running means of the named loss terms within an epoch."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def add(self, terms: dict[str, torch.Tensor]) -> None:
+        for name, value in terms.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(value.detach())
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        return {k: round(v / max(1, self.count), 4) for k, v in self.sums.items()}
+
+
+def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
+          memory: SourceMemory | None = None, log=print) -> AdaptResult:
+    """Train (model None: from scratch) or adapt `model` with `cfg.method`; returns it in eval
+    mode. `memory` is the fixed source memory of the source-free case (no source views)."""
+    started = time.perf_counter()
+    torch.manual_seed(cfg.optim.seed)
+    torch.set_num_threads(cfg.optim.threads)
+    rng = np.random.default_rng(cfg.optim.seed)
+    labels, n_classes = data.labels, len(data.labels)
+    n_source, n_target = len(data.source_views), len(data.target_views)
+    source_free = n_source == 0
+    method = cfg.method
+    if source_free and (method != "nnpm" or memory is None):
+        raise ValueError("without source data only NNPM from a memory bank can adapt; give "
+                         "source corpora or a model with a memory bank")
+    if model is None:
+        if source_free:
+            raise ValueError("training from scratch needs labelled source data")
+        model = EmotionModel(cfg.model, contract.N_MELS, n_classes)
+        clean = np.concatenate([v[0] for v in data.source_views])
+        model.encoder.input_norm.set_stats(torch.from_numpy(clean.mean(0)),
+                                           torch.from_numpy(clean.std(0)))
+    if model.classifier.out_features != n_classes:
+        raise ValueError(f"the model has {model.classifier.out_features} classes, the data "
+                         f"{n_classes} ({', '.join(labels)})")
+    uses_target = method != "source"
+    if uses_target and n_target == 0:
+        raise ValueError(f"{method} needs target utterances")
+    source_targets = torch.as_tensor(data.source_targets, dtype=torch.long)
+    target_clean = [v[0] for v in data.target_views]
+
+    if method == "nnpm" and not source_free:
+        source_emb, _ = embed_all(model, [v[0] for v in data.source_views], own_statistics=True)
+        memory = SourceMemory.from_features(source_emb, source_targets, n_classes)
+    language_clf = None
+    params = [p for p in model.parameters()]
+    if method == "dann":
+        language_clf = LanguageClassifier(model.classifier.in_features, len(data.domains) + 1,
+                                          cfg.dann.hidden)
+        params += list(language_clf.parameters())
+    if source_free:
+        for p in model.classifier.parameters():
+            p.requires_grad_(False)
+        params = [p for p in params if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+
+    batch = cfg.optim.batch_size
+    # an epoch is one pass over the larger side (or the target), whatever the method, so that
+    # source-only, DANN and NNPM given the same data take the same number of steps
+    larger = max(n_source, n_target) if cfg.epoch_steps == "larger" else (n_target or n_source)
+    steps_per_epoch = max(1, larger // batch)
+    total_steps = steps_per_epoch * cfg.optim.epochs
+    warmup_steps = steps_per_epoch * cfg.optim.warmup_epochs
+    crop_frames = int(cfg.optim.crop_s * contract.FRAMES_PER_S)
+    mask = cfg.augment.freq_mask_mels
+    warmup = 0 if source_free else cfg.nnpm.warmup_epochs
+    target_domain = torch.full((batch,), len(data.domains), dtype=torch.long)
+    pseudo = weights = None
+    history: list[dict] = []
+    step = 0
+    for epoch in range(cfg.optim.epochs):
+        nnpm_on = method == "nnpm" and epoch >= warmup
+        if nnpm_on and (epoch - warmup) % cfg.nnpm.refresh_epochs == 0:
+            pseudo, weights = _refresh(cfg, model, memory, target_clean)
+        ramp = min(1.0, (epoch - warmup + 1) / (cfg.nnpm.ramp_epochs + 1)) if nnpm_on else 0.0
+        model.train()
+        if language_clf is not None:
+            language_clf.train()
+        losses, correct, seen = _Losses(), 0, 0
+        for _ in range(steps_per_epoch):
+            for group in optimizer.param_groups:
+                group["lr"] = get_lr(step, total_steps, warmup_steps, cfg.optim.lr)
+            src = tgt = src_idx = tgt_idx = None
+            if not source_free:
+                src_idx = rng.choice(n_source, size=batch, p=data.source_weights)
+                src = make_batch(data.source_views, src_idx, crop_frames, mask, rng)
+            if method == "dann" or nnpm_on:
+                tgt_idx = rng.choice(n_target, size=batch)
+                tgt = make_batch(data.target_views, tgt_idx, crop_frames, mask, rng)
+            out_s, out_t = _forward_pair(model, src, tgt, cfg.batchnorm)
+            terms: dict[str, torch.Tensor] = {}
+            if out_s is not None:
+                y = source_targets[src_idx]
+                terms["ce"] = F.cross_entropy(out_s[0], y,
+                                              label_smoothing=cfg.optim.label_smoothing)
+                correct += int((out_s[0].argmax(1) == y).sum())
+                seen += len(y)
+            if method == "nnpm" and out_s is not None and cfg.nnpm.memory_weight > 0:
+                terms["mem"] = cfg.nnpm.memory_weight * nnpm.memory_loss(
+                    out_s[1], y, memory, cfg.nnpm.temperature, torch.as_tensor(src_idx))
+            if nnpm_on:
+                idx = torch.as_tensor(tgt_idx)
+                terms.update(_target_terms(cfg.nnpm, out_t, pseudo.sets[idx], weights[idx],
+                                           memory, ramp * cfg.nnpm.target_weight))
+            if language_clf is not None:
+                lam = dann_lambda(step / max(1, total_steps), cfg.dann.weight, cfg.dann.gamma)
+                emb = torch.cat([out_s[1], out_t[1]])
+                domains = torch.cat([torch.as_tensor(data.source_domains[src_idx]),
+                                     target_domain[:len(tgt_idx)]])
+                terms["lang"] = language_loss(language_clf, emb, domains, lam)
+            loss = sum(terms.values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            optimizer.step()
+            if method == "nnpm" and out_s is not None:
+                memory.update(torch.as_tensor(src_idx), out_s[1], cfg.nnpm.memory_momentum)
+            losses.add(terms)
+            step += 1
+        entry = {"epoch": epoch + 1, **losses.means(),
+                 "train_acc": round(correct / seen, 4) if seen else None,
+                 "seconds": round(time.perf_counter() - started, 1)}
+        if nnpm_on and pseudo is not None:
+            entry["pseudo"] = pseudo.stats(labels)
+        history.append(entry)
+        log(_progress_line(entry, cfg.optim.epochs, started))
+    model.eval()
+    for p in model.classifier.parameters():
+        p.requires_grad_(True)
+    if uses_target and cfg.target_bn_stats:
+        reestimate_bn_statistics(model, target_clean)
+    if method == "nnpm":
+        pseudo, _ = _refresh(cfg, model, memory, target_clean)
+    return AdaptResult(model, labels, memory, pseudo, history, time.perf_counter() - started)
+
+
+def _target_terms(cfg: NNPMConfig, out_t, sets: torch.Tensor, weights: torch.Tensor,
+                  memory: SourceMemory, scale: float) -> dict[str, torch.Tensor]:
+    """NNPM's loss terms on a target batch: the multilabel loss on the classifier and on the
+    memory's class probabilities, and the optional diversity term."""
+    logits, embedding = out_t
+    terms = {"ml": scale * nnpm.multilabel_loss(logits, sets, weights)}
+    if cfg.memory_target_weight > 0:
+        log_p = nnpm.class_log_probs(memory.similarities(embedding), memory.labels,
+                                     memory.n_classes, cfg.temperature)
+        terms["ml_mem"] = scale * cfg.memory_target_weight * nnpm.multilabel_loss(
+            log_p, sets, weights)
+    if cfg.diversity_weight > 0:
+        terms["div"] = scale * cfg.diversity_weight * nnpm.diversity_loss(logits)
+    return terms
+
+
+def _refresh(cfg: AdaptConfig, model: EmotionModel, memory: SourceMemory,
+             target_clean: list[np.ndarray]) -> tuple[nnpm.PseudoLabels, torch.Tensor]:
+    """Pseudo multilabels and loss weights of every target utterance under the current model."""
+    own = cfg.batchnorm == "separate"
+    features, _ = embed_all(model, target_clean, own_statistics=own)
+    pseudo = nnpm.label_targets(features, memory, cfg.nnpm.k, cfg.nnpm.temperature,
+                                cfg.nnpm.pseudo_label, cfg.nnpm.min_share)
+    weights = (nnpm.class_balanced_weights(pseudo) if cfg.nnpm.balance_classes
+               else pseudo.confidence)
+    return pseudo, weights
+
+
+def _progress_line(entry: dict, epochs: int, started: float) -> str:
+    elapsed = time.perf_counter() - started
+    eta = elapsed / entry["epoch"] * (epochs - entry["epoch"])
+    terms = "  ".join(f"{k} {v:.3f}" for k, v in entry.items()
+                      if k in ("ce", "mem", "ml", "ml_mem", "div", "lang"))
+    line = f"epoch {entry['epoch']:3d}/{epochs}  {terms}"
+    if entry.get("train_acc") is not None:
+        line += f"  source acc {entry['train_acc']:.1%}"
+    if "pseudo" in entry:
+        p = entry["pseudo"]
+        line += (f"  pseudo: set size {p['mean_set_size']:.2f}, confidence "
+                 f"{p['mean_confidence']:.2f}")
+    return line + f"  ({elapsed:.0f} s, about {eta:.0f} s left)"
+
+
+def predict(model: EmotionModel, feats_list: list[np.ndarray]) -> np.ndarray:
+    """Class indices (n,) of whole utterances with the model's running statistics."""
+    _, logits = embed_all(model, feats_list, own_statistics=False)
+    return logits.argmax(1).numpy()

@@ -1,0 +1,236 @@
+"""`edge-ser adapt`: a model and a folder of unlabelled recordings in, an adapted model out.
+
+    start   the model to adapt: a checkpoint (`.pt`, or a folder holding `model.pt`) or a model
+            package (its memory bank; the weights from the checkpoint it was exported from)
+    target  the folder's recordings, cut into speech segments (`train.target_audio`)
+    source  --source corpora: full NNPM (source memory from their utterances, memory loss,
+            source cross-entropy); none: NNPM from the model's own memory bank, no source audio
+    out     OUT/model.pt            checkpoint (loads like any training checkpoint; carries the
+                                    memory bank and the adaptation record)
+            OUT/memory_bank.npz     class centroids in the package format (no pickles)
+            OUT/adaptation.json     target description, sizes, settings, history, timings
+            OUT/adapt_config.resolved.yaml
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_ser.atomic_write import write_text_atomic
+from edge_ser.config import save_resolved, to_dict
+from train.adapt import AdaptData, AdaptResult, adapt, predict
+from train.adapt_config import AdaptConfig
+from train.config import TrainConfig
+from train.corpus import CorpusError, describe, labelled, read_corpus
+from train.memory import SourceMemory
+from train.model import EmotionModel
+from train.target_audio import read_target
+from train.trainer import TrainResult, load_checkpoint, save_checkpoint
+from train.views import load_views
+
+BANK_KEYS = ("centroids", "centroid_labels", "temperature", "top_k")
+DEFAULT_BANK_TEMPERATURE = 0.05
+DEFAULT_BANK_TOP_K = 2
+CENTROIDS_PER_CLASS = 8
+
+
+class AdaptError(ValueError):
+    """The model or the sources cannot be adapted as asked; the message says why."""
+
+
+@dataclass
+class StartModel:
+    model: EmotionModel
+    train_config: TrainConfig
+    labels: tuple[str, ...]
+    bank: dict[str, np.ndarray] | None
+    """Memory bank arrays (package format) or None."""
+    description: dict
+
+
+def _sha256(path: Path) -> str:
+    from edge_ser.package import sha256_file
+
+    return sha256_file(path)
+
+
+def load_start_model(path: Path) -> StartModel:
+    """The model to adapt, from a checkpoint, a folder with `model.pt` or a model package."""
+    path = Path(path)
+    bank = None
+    description: dict = {"path": str(path)}
+    if path.is_dir() and (path / "model.json").is_file():
+        checkpoint, bank, description = _from_package(path)
+    elif path.is_dir() and (path / "model.pt").is_file():
+        checkpoint = path / "model.pt"
+    elif path.is_file():
+        checkpoint = path
+    else:
+        raise AdaptError(f"{path}: no model there (expected a checkpoint .pt, a folder with "
+                         "model.pt, or a model package folder with model.json)")
+    model, cfg, payload = load_checkpoint(checkpoint)
+    labels = tuple(payload["labels"])
+    if bank is None and payload.get("extra", {}).get("memory_bank"):
+        stored = payload["extra"]["memory_bank"]
+        bank = {k: np.asarray(stored[k].numpy() if torch.is_tensor(stored[k]) else stored[k])
+                for k in BANK_KEYS}
+        bank["labels"] = np.asarray(labels)
+    if bank is not None and tuple(str(x) for x in bank["labels"]) != labels:
+        raise AdaptError(f"{path}: the memory bank's labels {list(bank['labels'])} differ from "
+                         f"the model's {list(labels)}")
+    description.update({"checkpoint": str(checkpoint), "sha256": _sha256(checkpoint)})
+    return StartModel(model, cfg, labels, bank, description)
+
+
+def _from_package(root: Path) -> tuple[Path, dict, dict]:
+    """(checkpoint, memory bank arrays, description) of a model package.
+
+    A package's encoder is ONNX; its trainable weights are the checkpoint it was exported from:
+    `model.pt` inside the package if present, else the checkpoint its provenance names, which
+    must still have the recorded sha256."""
+    from edge_ser.package import load_package
+
+    package = load_package(root)
+    with np.load(package.path(package.manifest["memory_bank"]["file"]),
+                 allow_pickle=False) as data:
+        bank = {k: data[k] for k in (*BANK_KEYS, "labels")}
+    recorded = package.manifest.get("provenance", {}).get("checkpoint", {})
+    candidates = [root / "model.pt"]
+    if recorded.get("path"):
+        candidates.append(Path(recorded["path"]))
+    for candidate in candidates:
+        if candidate.is_file() and (candidate.parent == root
+                                    or _sha256(candidate) == recorded.get("sha256")):
+            return candidate, bank, {"package": str(root), "package_name":
+                                     package.manifest.get("name", "")}
+    raise AdaptError(f"{root}: this model package carries no trainable weights and the "
+                     f"checkpoint it was exported from ({recorded.get('path', 'not recorded')}) "
+                     "is not here with its recorded sha256; pass that checkpoint as --model")
+
+
+def load_sources(cfg: AdaptConfig, corpora: list[Path], labels: tuple[str, ...], log):
+    """(labelled clips, their cached views) of the source corpora."""
+    clips = []
+    for folder in corpora:
+        part = labelled(read_corpus(folder), labels)
+        if not part:
+            raise CorpusError(f"{folder}: no clip carries one of the labels {', '.join(labels)}")
+        clips.extend(part)
+    log("source corpora:\n" + describe(clips))
+    started = time.perf_counter()
+    views = load_views(clips, cfg.augment.views, cfg.augment, cfg.source.max_clip_s,
+                       cfg.source.cache_dir, workers=cfg.optim.threads)
+    log(f"source views ready in {time.perf_counter() - started:.0f} s "
+        f"(cached in {cfg.source.cache_dir})")
+    return clips, views
+
+
+def compact_bank(memory: SourceMemory, labels: tuple[str, ...],
+                 centroids_per_class: int = CENTROIDS_PER_CLASS, seed: int = 0
+                 ) -> dict[str, np.ndarray]:
+    """Package-format memory bank: spherical k-means centroids per class of the memory slots."""
+    from export.config import MemoryBankConfig
+    from export.memory_bank import build_memory_bank
+
+    bank_cfg = MemoryBankConfig(centroids_per_class=centroids_per_class,
+                                temperature=DEFAULT_BANK_TEMPERATURE, top_k=DEFAULT_BANK_TOP_K,
+                                seed=seed)
+    return build_memory_bank(memory.slots.numpy(), memory.labels.numpy(), labels, bank_cfg)
+
+
+def run_adaptation(cfg: AdaptConfig, target: Path, out: Path, model_path: Path,
+                   sources: list[Path], log=print) -> dict:
+    """Adapt the model at `model_path` to the recordings in `target`; write it to `out`."""
+    started = time.perf_counter()
+    start = load_start_model(model_path)
+    log(f"model: {start.description.get('package') or start.description['checkpoint']} "
+        f"({', '.join(start.labels)})")
+    if tuple(cfg.source.labels) != start.labels:
+        cfg = _with_labels(cfg, start.labels)
+    if not sources and start.bank is None:
+        raise AdaptError(f"{model_path}: this model carries no memory bank, so adapting without "
+                         "source audio is not possible; pass --source with labelled corpora "
+                         "(folders with labels.csv), or a model package")
+    log(f"target: reading recordings in {target}")
+    target_audio = read_target(target, cfg.target, cfg.augment, cfg.optim.seed, log)
+    log(f"target: {len(target_audio.segments)} speech segments, {target_audio.speech_s:.0f} s "
+        f"of speech from {len(target_audio.files) - len(target_audio.skipped)} files"
+        + (f" ({len(target_audio.skipped)} unreadable, skipped)" if target_audio.skipped else ""))
+
+    fixed_memory = None
+    if sources:
+        clips, views = load_sources(cfg, sources, start.labels, log)
+        data = AdaptData.from_clips(start.labels, clips, views, target_audio.views)
+        source_record = {"corpora": [str(s) for s in sources], "clips": len(clips),
+                         "memory": f"{len(clips)} source utterances"}
+    else:
+        data = AdaptData(labels=start.labels, target_views=target_audio.views)
+        fixed_memory = SourceMemory.from_features(
+            torch.from_numpy(start.bank["centroids"].astype(np.float32)),
+            start.bank["centroid_labels"].astype(np.int64), len(start.labels), fixed=True)
+        source_record = {"corpora": [], "clips": 0,
+                         "memory": f"the model's memory bank ({len(fixed_memory)} centroids)"}
+    log(f"adapting with {cfg.method.upper()} ({'source corpora' if sources else 'no source audio'}"
+        f", batch norm {cfg.batchnorm}), {cfg.optim.epochs} epochs")
+    result = adapt(cfg, data, model=start.model, memory=fixed_memory, log=log)
+    bank = (compact_bank(result.memory, start.labels, seed=cfg.optim.seed)
+            if sources and result.memory is not None else start.bank)
+    record = _record(cfg, start, target_audio, source_record, result, started)
+    _write(out, cfg, start, result, bank, record, sources)
+    log(f"wrote {out / 'model.pt'} ({record['seconds']:.0f} s); predicted classes on the "
+        "target: " + ", ".join(f"{k} {v}" for k, v in record["target_predictions"].items()))
+    return record
+
+
+def _with_labels(cfg: AdaptConfig, labels: tuple[str, ...]) -> AdaptConfig:
+    """The config with the start model's labels (the model decides the classes)."""
+    import dataclasses
+
+    return dataclasses.replace(cfg, source=dataclasses.replace(cfg.source, labels=labels))
+
+
+def _record(cfg: AdaptConfig, start: StartModel, target_audio, source_record: dict,
+            result: AdaptResult, started: float) -> dict:
+    predictions = predict(result.model, [v[0] for v in target_audio.views])
+    counts = np.bincount(predictions, minlength=len(start.labels))
+    from train.run import git_commit
+
+    return {
+        "created_utc": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "method": cfg.method, "start_model": start.description,
+        "target": target_audio.describe(), "source": source_record,
+        "target_predictions": {k: int(v) for k, v in zip(start.labels, counts)},
+        "pseudo_labels": result.pseudo.stats(start.labels) if result.pseudo else None,
+        "history": result.history, "settings": to_dict(cfg),
+        "train_seconds": round(result.seconds, 1),
+        "seconds": round(time.perf_counter() - started, 1), "git_commit": git_commit(),
+    }
+
+
+def _write(out: Path, cfg: AdaptConfig, start: StartModel, result: AdaptResult,
+           bank: dict[str, np.ndarray] | None, record: dict, sources: list[Path]) -> None:
+    import dataclasses
+
+    out.mkdir(parents=True, exist_ok=True)
+    train_cfg = start.train_config
+    if sources:
+        train_cfg = dataclasses.replace(train_cfg, data=dataclasses.replace(
+            train_cfg.data, corpora=tuple(str(s) for s in sources)))
+    extra: dict = {"adaptation": json.loads(json.dumps(record))}
+    if bank is not None:
+        extra["memory_bank"] = {
+            "centroids": torch.from_numpy(bank["centroids"].astype(np.float16)),
+            "centroid_labels": torch.from_numpy(bank["centroid_labels"].astype(np.int64)),
+            "temperature": float(bank["temperature"]), "top_k": int(bank["top_k"])}
+        np.savez(out / "memory_bank.npz", **bank)
+    save_checkpoint(TrainResult(result.model, start.labels, result.history, result.seconds),
+                    train_cfg, out / "model.pt", extra=extra)
+    write_text_atomic(out / "adaptation.json", json.dumps(record, indent=2))
+    save_resolved(cfg, out, "adapt_config.resolved.yaml")

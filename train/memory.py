@@ -1,0 +1,86 @@
+"""The external memory of NNPM: one L2-normalised slot per labelled source utterance.
+
+    slots  (N, E)  unit vectors in the embedding space of `EmotionModel.embed`
+    labels (N,)    the class of each slot's utterance
+
+A slot starts as its utterance's embedding and follows the encoder as it trains: whenever the
+utterance is in a batch, `slot <- normalise(m * slot + (1 - m) * normalise(feature))`. The
+memory is a tensor with no gradient; it is read by `train.nnpm` (memory loss, pseudo
+multilabels). A memory can also be fixed (`momentum=None` updates are refused): that is the
+source-free case, where the slots are the class centroids a model package ships.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+
+@dataclass
+class SourceMemory:
+    """Slots (N, E) unit rows and their class indices (N,); `fixed` memories never change."""
+
+    slots: torch.Tensor
+    labels: torch.Tensor
+    n_classes: int
+    fixed: bool = False
+
+    @classmethod
+    def from_features(cls, features: torch.Tensor, labels: torch.Tensor | np.ndarray,
+                      n_classes: int, fixed: bool = False) -> SourceMemory:
+        """A memory whose slot i is the normalised `features[i]` (N, E) with class `labels[i]`."""
+        labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        if features.ndim != 2 or len(features) != len(labels):
+            raise ValueError(f"features {tuple(features.shape)} and labels {tuple(labels.shape)}"
+                             " must be (N, E) and (N,)")
+        if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+            raise ValueError(f"slot labels must lie in [0, {n_classes})")
+        slots = F.normalize(features.detach().float(), dim=1).clone()
+        return cls(slots=slots, labels=labels, n_classes=n_classes, fixed=fixed)
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    @torch.no_grad()
+    def update(self, indices: torch.Tensor, features: torch.Tensor, momentum: float) -> None:
+        """Move slots `indices` (B,) toward `features` (B, E) with momentum `momentum`.
+
+        An index repeated in one batch is updated once per occurrence, in batch order."""
+        if self.fixed:
+            raise RuntimeError("this memory is fixed (a shipped memory bank); it cannot follow "
+                               "the encoder without its source utterances")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        feats = F.normalize(features.detach().float(), dim=1)
+        indices = torch.as_tensor(indices, dtype=torch.long)
+        unique, inverse = torch.unique(indices, return_inverse=True)
+        if len(unique) == len(indices):
+            mixed = momentum * self.slots[indices] + (1.0 - momentum) * feats
+            self.slots[indices] = F.normalize(mixed, dim=1)
+            return
+        for row, i in enumerate(indices.tolist()):  # rare: repeats from weighted sampling
+            mixed = momentum * self.slots[i] + (1.0 - momentum) * feats[row]
+            self.slots[i] = F.normalize(mixed, dim=0)
+
+    def similarities(self, features: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity (B, N) of `features` (B, E), normalised here, to every slot.
+
+        Differentiable in `features`; the slots carry no gradient."""
+        return F.normalize(features, dim=1) @ self.slots.T
+
+    def class_counts(self) -> torch.Tensor:
+        """Slots per class (K,)."""
+        return torch.bincount(self.labels, minlength=self.n_classes)
+
+    def state(self) -> dict:
+        """Plain tensors and values (a checkpoint stores them; weights_only loading reads them)."""
+        return {"slots": self.slots.clone(), "labels": self.labels.clone(),
+                "n_classes": self.n_classes, "fixed": self.fixed}
+
+    @classmethod
+    def from_state(cls, state: dict) -> SourceMemory:
+        return cls(slots=state["slots"].float(), labels=state["labels"].long(),
+                   n_classes=int(state["n_classes"]), fixed=bool(state["fixed"]))
