@@ -16,7 +16,7 @@ from edge_ser.audio import AudioError
 from edge_ser.commands.common import UsageError
 from edge_ser.config import ConfigError
 
-COMMANDS = ("train", "eval", "stream", "mic", "bench", "export", "adapt")
+COMMANDS = ("train", "eval", "stream", "batch", "mic", "bench", "export", "adapt")
 
 LIVE_FLAGS = ("--mic", "--list-devices")
 """Top-level flags that mean the `mic` command: `edge-ser --mic [--device ID ...]`."""

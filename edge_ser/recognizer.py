@@ -71,9 +71,10 @@ class Recognizer:
 
     @classmethod
     def from_options(cls, model: str | os.PathLike | None = None, backend: str = "onnxruntime",
-                     precision: str = "int8", threads: int = 1,
+                     precision: str | None = None, threads: int = 1,
                      config: RuntimeConfig | None = None) -> Recognizer:
-        """Load a model package (None: the bundled default) and create its backend."""
+        """Load a model package (None: the bundled default) and create its backend
+        (precision None: the backend's default, `backends.default_precision`)."""
         from edge_ser.backends import create_backend
         from edge_ser.package import load_package
 

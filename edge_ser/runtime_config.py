@@ -26,11 +26,11 @@ class VadConfig:
                                  help="consecutive unvoiced frames that end a speech run")
     pre_pad_ms: int = setting(150, min=0, max=1000,
                               help="audio before the speech onset fed to the encoder")
-    post_pad_ms: int = setting(100, min=0, max=1000,
+    post_pad_ms: int = setting(60, min=0, max=1000,
                                help="audio after the speech end fed to the encoder")
     min_speech_ms: int = setting(250, min=0, max=5000,
                                  help="shorter speech never becomes a segment")
-    min_silence_ms: int = setting(120, min=10, max=10000,
+    min_silence_ms: int = setting(90, min=10, max=10000,
                                   help="pauses shorter than this stay inside one segment")
     max_segment_s: float = setting(10.0, min=1.0, max=600.0,
                                    help="a longer segment is split at this length")

@@ -38,3 +38,14 @@ def trim_silence(samples: np.ndarray) -> np.ndarray:
     """The clip without its leading and trailing silence (see `speech_bounds`)."""
     start, end = speech_bounds(samples)
     return samples[start:end]
+
+
+def clip_log_mel(path) -> np.ndarray:
+    """The offline front end for a whole clip: decode, mono 16 kHz, trim silence, log-mel.
+
+    Training, clip-level evaluation and export all score clips through this, so a clip looks the
+    same to every one of them. Returns (frames, N_MELS) float32; raises AudioError."""
+    from edge_ser.audio import load_mono_16k
+    from edge_ser.features import log_mel
+
+    return log_mel(trim_silence(load_mono_16k(path)))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_ser.audio import AudioError, load_mono_16k
-from edge_ser.features import log_mel
+from edge_ser.audio import AudioError
+from edge_ser.trim import clip_log_mel
 from export.config import GateConfig
 from train.config import TrainConfig
 from train.corpus import Clip, CorpusError, labelled, read_corpus, speaker_split
@@ -64,6 +64,7 @@ class ExportData:
             train, _ = speaker_split(clips, cfg.data.test_fraction, cfg.optim.seed)
         else:
             train = clips
+        train = [c for c in train if c.speaker not in cfg.data.exclude_speakers]
         _, heldout = speaker_split(clips, gate.test_fraction, gate.seed)
         trained_speakers = {c.speaker for c in train}
         unseen = not any(c.speaker in trained_speakers for c in heldout)
@@ -77,7 +78,7 @@ class ExportData:
         for clip in clips:
             if clip.path not in self._feats:
                 try:
-                    self._feats[clip.path] = log_mel(load_mono_16k(clip.path))
+                    self._feats[clip.path] = clip_log_mel(clip.path)
                 except AudioError as exc:
                     log(f"skipped: {exc}")
                     continue

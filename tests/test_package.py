@@ -10,9 +10,7 @@ import pytest
 from test_export import small_package  # noqa: F401  (module fixture)
 
 from edge_ser import contract
-from edge_ser.audio import load_mono_16k
 from edge_ser.backends import create_backend
-from edge_ser.features import log_mel
 from edge_ser.package import (
     DEFAULT_PACKAGE,
     FORMAT_VERSION,
@@ -21,6 +19,7 @@ from edge_ser.package import (
     load_package,
 )
 from edge_ser.scoring import WindowScorer, encode_clip, stats_pool
+from edge_ser.trim import clip_log_mel
 from train.corpus import labelled, read_corpus, speaker_split
 
 
@@ -147,7 +146,7 @@ def test_the_bundled_package_recognises_real_speech(shared_data):
     scorer = WindowScorer.from_package(package)
     hits = {label: [] for label in package.labels}
     for clip in emodb:
-        feats = log_mel(load_mono_16k(clip.path))
+        feats = clip_log_mel(clip.path)
         scores = scorer.score_pooled(stats_pool(encode_clip(backend, feats))[None])
         assert abs(float(scores.probs.sum()) - 1.0) < 1e-5
         hits[clip.label].append(package.labels[int(scores.probs.argmax())] == clip.label)

@@ -16,6 +16,9 @@ class DataConfig:
     labels: tuple[str, ...] = setting(DEFAULT_LABELS, help="class names, in output order")
     test_fraction: float = setting(0.2, min=0.0, max=0.9,
                                    help="share of speakers held out per corpus; 0 = train on all")
+    exclude_speakers: tuple[str, ...] = setting(
+        (), help="corpus-qualified speakers never trained on (e.g. emodb:09), such as the "
+        "speakers of the bundled demo recording")
     cache_dir: str = setting(".cache/features", help="where computed log-mel views are cached")
     max_clip_s: float = setting(4.0, min=0.5, max=30.0, help="longer clips are cut to this")
 

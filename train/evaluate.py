@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_ser.audio import AudioError, load_mono_16k
-from edge_ser.features import log_mel
+from edge_ser.audio import AudioError
 from edge_ser.metrics import Scores, score
-from edge_ser.trim import trim_silence
+from edge_ser.trim import clip_log_mel
 from train.corpus import Clip, CorpusError, labelled, read_corpus
 from train.model import EmotionModel
 from train.trainer import predict_logits
@@ -21,7 +20,7 @@ def clip_features(clips: list[Clip], log=print) -> tuple[list[np.ndarray], list[
     feats, kept = [], []
     for clip in clips:
         try:
-            feats.append(log_mel(trim_silence(load_mono_16k(clip.path))))
+            feats.append(clip_log_mel(clip.path))
             kept.append(clip)
         except AudioError as exc:
             log(f"skipped: {exc}")

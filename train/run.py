@@ -19,10 +19,16 @@ from train.trainer import save_checkpoint, train
 
 
 def load_clips(cfg: TrainConfig) -> list[Clip]:
+    """The labelled clips of the configured corpora, less the excluded speakers."""
     clips: list[Clip] = []
     for folder in cfg.data.corpora:
         clips.extend(labelled(read_corpus(folder), cfg.data.labels))
-    return clips
+    known = {c.speaker for c in clips}
+    unknown = [s for s in cfg.data.exclude_speakers if s not in known]
+    if unknown:
+        raise ValueError(f"data.exclude_speakers: no clips of {', '.join(unknown)} in "
+                         f"{', '.join(cfg.data.corpora)} (use corpus:speaker, e.g. emodb:09)")
+    return [c for c in clips if c.speaker not in cfg.data.exclude_speakers]
 
 
 def split(cfg: TrainConfig, clips: list[Clip]) -> tuple[list[Clip], list[Clip]]:

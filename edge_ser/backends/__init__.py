@@ -9,13 +9,22 @@ from edge_ser.package import ModelPackage
 
 BACKENDS = ("onnxruntime", "tensorrt", "torch")
 
-__all__ = ["BACKENDS", "BackendUnavailable", "EncoderBackend", "create_backend"]
+__all__ = ["BACKENDS", "BackendUnavailable", "EncoderBackend", "create_backend",
+           "default_precision"]
 
 
-def create_backend(package: ModelPackage, name: str = "onnxruntime", precision: str = "int8",
-                   threads: int = 1) -> EncoderBackend:
+def default_precision(backend: str) -> str:
+    """The precision each backend runs best at: INT8 on TensorRT (tensor cores, the reason the
+    QDQ graph exists); fp32 on onnxruntime and torch, where this small network's INT8 kernels
+    are slower than fp32 on x86 CPUs (docs/benchmarks.md) and fp32 is exact."""
+    return "int8" if backend == "tensorrt" else "fp32"
+
+
+def create_backend(package: ModelPackage, name: str = "onnxruntime",
+                   precision: str | None = None, threads: int = 1) -> EncoderBackend:
     """A backend running `package`'s encoder at `precision` ("int8", "fp32"; TensorRT also
-    "fp16"). `threads`: CPU threads of one call (onnxruntime, torch)."""
+    "fp16"; None: `default_precision(name)`). `threads`: CPU threads of one call."""
+    precision = precision or default_precision(name)
     if name == "onnxruntime":
         from edge_ser.backends.onnxruntime_backend import OnnxRuntimeBackend
 

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audio", type=Path, required=True, help="speech recording to loop")
     parser.add_argument("--model", default=None)
     parser.add_argument("--backend", default="onnxruntime")
-    parser.add_argument("--precision", default="int8")
+    parser.add_argument("--precision", default="fp32")
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--every-min", type=float, default=5.0)
     parser.add_argument("--chunk-ms", type=int, default=100)

@@ -29,7 +29,8 @@ def add_parser(sub) -> None:
                    "--audio is the demo)")
     s.add_argument("--model", type=Path, default=None, help="model package (default: bundled)")
     s.add_argument("--backend", choices=BACKEND_CHOICES, default="onnxruntime")
-    s.add_argument("--precision", choices=PRECISION_CHOICES, default="int8")
+    s.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32",
+                   help="encoder precision (default: fp32, the onnxruntime default)")
     s.add_argument("--minutes", type=float, default=5.0,
                    help="audio per throughput pass: the recording looped (default: 5)")
     s.add_argument("--memory-minutes", type=float, default=60.0,

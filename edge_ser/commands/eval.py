@@ -40,8 +40,9 @@ def add_parser(sub) -> None:
                    help="model package folder or .pt checkpoint (default: the bundled package)")
     p.add_argument("--backend", choices=("onnxruntime", "tensorrt", "torch"),
                    default="onnxruntime", help="encoder backend for a package")
-    p.add_argument("--precision", choices=("int8", "fp32", "fp16"), default="int8",
-                   help="encoder precision for a package (fp16: TensorRT only)")
+    p.add_argument("--precision", choices=("int8", "fp32", "fp16"), default=None,
+                   help="encoder precision for a package (default: int8 on TensorRT, fp32 "
+                   "otherwise; fp16: TensorRT only)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads of the encoder")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.add_argument("--out", type=Path, help="also write scores and the resolved settings here")
@@ -49,9 +50,11 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge_ser.atomic_write import write_text_atomic
+    from edge_ser.backends import default_precision
     from edge_ser.config import save_resolved
     from edge_ser.metrics import format_scores
 
+    args.precision = args.precision or default_precision(args.backend)
     if args.model.is_dir():
         report = _score_package(args)
     elif args.model.is_file():
@@ -90,12 +93,12 @@ def _clips(folder: Path, labels: tuple[str, ...]):
 def _score_package(args) -> dict:
     import numpy as np
 
-    from edge_ser.audio import AudioError, load_mono_16k
+    from edge_ser.audio import AudioError
     from edge_ser.backends import create_backend
-    from edge_ser.features import log_mel
     from edge_ser.metrics import score
     from edge_ser.package import load_package
     from edge_ser.scoring import WindowScorer, encode_clip, stats_pool
+    from edge_ser.trim import clip_log_mel
 
     if args.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
@@ -108,7 +111,7 @@ def _score_package(args) -> dict:
             pooled, references = [], []
             for clip in _clips(folder, package.labels):
                 try:
-                    feats = log_mel(load_mono_16k(clip.path))
+                    feats = clip_log_mel(clip.path)
                 except AudioError as exc:
                     print(f"skipped: {exc}")
                     continue

@@ -19,8 +19,8 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=BACKEND_CHOICES, default="onnxruntime",
                         help="encoder backend (default: onnxruntime)")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
-                        help="encoder precision (default: int8; fp32 for the torch backend; "
-                        "fp16 on TensorRT only)")
+                        help="encoder precision (default: int8 on TensorRT, fp32 on "
+                        "onnxruntime and torch; fp16 on TensorRT only)")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads per encoder call (default: 1)")
     default = DEFAULT_RUNTIME_CONFIG if DEFAULT_RUNTIME_CONFIG.is_file() else None
@@ -55,7 +55,9 @@ def build_recognizer(args: argparse.Namespace, config):
 
     if args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
-    precision = args.precision or ("fp32" if args.backend == "torch" else "int8")
+    from edge_ser.backends import default_precision
+
+    precision = args.precision or default_precision(args.backend)
     try:
         return Recognizer.from_options(args.model, backend=args.backend, precision=precision,
                                        threads=args.threads, config=config)

@@ -1,0 +1,147 @@
+"""The files a batch writes, all atomically (temporary file, then rename).
+
+Per recording, in `OUT/recordings/<key>/`:
+    segments.jsonl  one JSON object per speech segment (event fields + role, call id, metadata)
+    segments.csv    the same, one row per segment, a column per class probability
+    segments.rttm   RTTM-like: SPEAKER <key> <channel+1> <start> <dur> <NA> <label> <role>
+                    <confidence> <NA>
+    summary.json    the recording's summary (see `summary.py`)
+    complete.json   the completion marker, written last: a folder without it is redone
+Across the batch, in `OUT/`: summary.csv (one row per complete recording), errors.jsonl (one
+object per input or recording that failed in the latest run) and config.resolved.yaml.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from edge_ser.atomic_write import write_text_atomic
+from edge_ser.batch.summary import RoleSegment
+
+BATCH_FORMAT_VERSION = 1
+"""Bumped whenever a field of the batch outputs is renamed, removed or changes meaning."""
+SEGMENTS_JSONL = "segments.jsonl"
+SEGMENTS_CSV = "segments.csv"
+SEGMENTS_RTTM = "segments.rttm"
+SUMMARY_JSON = "summary.json"
+MARKER = "complete.json"
+ERRORS = "errors.jsonl"
+BATCH_SUMMARY_CSV = "summary.csv"
+RECORDING_OUTPUTS = (SEGMENTS_JSONL, SEGMENTS_CSV, SEGMENTS_RTTM, SUMMARY_JSON)
+
+
+def segment_records(segments: list[RoleSegment], call_id: str | None,
+                    metadata: dict[str, object]) -> list[dict[str, object]]:
+    records = []
+    for s in segments:
+        record = s.result.to_dict()
+        record["batch_version"] = BATCH_FORMAT_VERSION
+        record["role"] = s.role
+        record["call_id"] = call_id
+        if metadata:
+            record["metadata"] = metadata
+        records.append(record)
+    return records
+
+
+def write_segments(folder: Path, key: str, records: list[dict[str, object]],
+                   labels: tuple[str, ...]) -> None:
+    """segments.jsonl, segments.csv and segments.rttm of one recording."""
+    write_text_atomic(folder / SEGMENTS_JSONL,
+                      "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["call_id", "start_s", "end_s", "channel", "role", "label", "confidence",
+                     "similarity", *(f"prob_{label}" for label in labels), "segment"])
+    for r in records:
+        probs = r["probs"]
+        writer.writerow([r["call_id"] or "", r["start_s"], r["end_s"], r["channel"], r["role"],
+                         r["label"], r["confidence"], r["similarity"],
+                         *(probs.get(label, "") for label in labels), r["segment"]])
+    write_text_atomic(folder / SEGMENTS_CSV, buffer.getvalue())
+    lines = [f"SPEAKER {key} {int(r['channel']) + 1} {float(r['start_s']):.3f} "
+             f"{float(r['end_s']) - float(r['start_s']):.3f} <NA> {r['label']} {r['role']} "
+             f"{float(r['confidence']):.4f} <NA>\n" for r in records]
+    write_text_atomic(folder / SEGMENTS_RTTM, "".join(lines))
+
+
+def write_json(path: Path, data: dict[str, object]) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_marker(folder: Path, marker: dict[str, object]) -> None:
+    """The completion marker; written after every other output of the recording."""
+    write_json(folder / MARKER, marker)
+
+
+def read_marker(folder: Path) -> dict[str, object] | None:
+    try:
+        data = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_complete(folder: Path, fingerprint: str) -> bool:
+    """True when the folder holds a finished result made with the same settings."""
+    marker = read_marker(folder)
+    return (marker is not None and marker.get("fingerprint") == fingerprint
+            and all((folder / name).is_file() for name in marker.get("outputs", ())))
+
+
+def remove_temporaries(folder: Path) -> None:
+    """Delete the temporary files an interrupted atomic write left behind."""
+    if folder.is_dir():
+        for leftover in folder.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+
+def write_errors(out_dir: Path, errors: list[dict[str, object]]) -> None:
+    write_text_atomic(out_dir / ERRORS,
+                      "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in errors))
+
+
+def write_batch_summary(out_dir: Path, summaries: list[dict[str, object]],
+                        labels: tuple[str, ...]) -> None:
+    """summary.csv: one row per complete recording, in batch order."""
+    roles = sorted({role for s in summaries for role in s["per_role"]})
+    meta_keys = sorted({k for s in summaries for k in s.get("metadata", {})})
+    header = ["key", "call_id", "path", "duration_s", "channels", "roles", "segments",
+              "speech_s", *(f"share_{label}" for label in (*labels, "uncertain")),
+              "negative_share", *(f"negative_share_{role}" for role in roles),
+              "longest_negative_s", "longest_negative_role", "longest_negative_start_s",
+              "first_negative_turn_s", "first_negative_turn_role", "trend",
+              *(f"meta_{k}" for k in meta_keys)]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for s in summaries:
+        per_role = s["per_role"]
+        speech_s = s["speech_s"]
+        segments = sum(p["segments"] for p in per_role.values())
+
+        def overall(label: str, per_role=per_role, speech_s=speech_s) -> float:
+            part = sum(p["share"].get(label, 0.0) * p["speech_s"] for p in per_role.values())
+            return round(part / speech_s, 4) if speech_s > 0 else 0.0
+
+        negative = sum(p["negative_share"] * p["speech_s"] for p in per_role.values())
+        longest = s["longest_negative"] or {}
+        turns = s["negative_turns"]
+        writer.writerow([
+            s["key"], s["call_id"] or "", s["path"], s["duration_s"], s["channels"],
+            ",".join(f"{r}={c}" for r, c in s["roles"].items()), segments, speech_s,
+            *(overall(label) for label in (*labels, "uncertain")),
+            round(negative / speech_s, 4) if speech_s > 0 else 0.0,
+            *(per_role[r]["negative_share"] if r in per_role else "" for r in roles),
+            longest.get("duration_s", ""), longest.get("role", ""), longest.get("start_s", ""),
+            turns[0]["time_s"] if turns else "", turns[0]["role"] if turns else "",
+            s["trend"]["direction"],
+            *(_cell(s.get("metadata", {}).get(k, "")) for k in meta_keys)])
+    write_text_atomic(out_dir / BATCH_SUMMARY_CSV, buffer.getvalue())
+
+
+def _cell(value: object) -> object:
+    return json.dumps(value) if isinstance(value, (dict, list)) else value

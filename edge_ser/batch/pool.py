@@ -1,0 +1,50 @@
+"""`--workers N`: a process pool over the recordings (spawn context), one recognizer per worker.
+
+Each worker builds its recognizer once, in the pool initializer, then runs the same
+`process_recording` as a batch in one process, so the outputs do not depend on the worker count.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+
+from edge_ser.batch.inputs import Recording
+from edge_ser.batch.process import Outcome, process_recording
+from edge_ser.batch.settings import JobSettings
+
+_recognizer = None
+_settings: JobSettings | None = None
+
+
+class WorkerError(RuntimeError):
+    """A worker process died (killed, out of memory) or could not build its recognizer."""
+
+
+def _init_worker(factory: Callable[[], object], settings: JobSettings) -> None:
+    global _recognizer, _settings
+    _recognizer = factory()
+    _settings = settings
+
+
+def _run_one(recording: Recording) -> Outcome:
+    return process_recording(_recognizer, recording, _settings)
+
+
+def run_pool(recordings: list[Recording], settings: JobSettings,
+             factory: Callable[[], object], workers: int) -> Iterator[Outcome]:
+    """Outcomes in completion order. `factory` (picklable) builds a worker's recognizer."""
+    context = multiprocessing.get_context("spawn")
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                   initializer=_init_worker, initargs=(factory, settings))
+    try:
+        futures = [executor.submit(_run_one, recording) for recording in recordings]
+        for future in as_completed(futures):
+            yield future.result()
+    except BrokenProcessPool as exc:
+        raise WorkerError(f"a batch worker process died ({exc}); the recordings finished so "
+                          "far are kept: rerun the same command to resume") from None
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)

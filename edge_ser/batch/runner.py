@@ -1,0 +1,143 @@
+"""Running a batch: skip what is complete, process the rest on the chosen engine, record errors,
+report progress, then write the batch summary.
+
+    report = run_batch(recordings, settings, factory, workers=4)
+
+`factory` builds a recognizer (a `RecognizerSpec`, or any picklable callable); every engine runs
+`process.process_recording` on each recording.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from edge_ser.batch import outputs
+from edge_ser.batch.inputs import InputProblem, Recording
+from edge_ser.batch.paths import recording_dir
+from edge_ser.batch.process import DONE, FAILED, SKIPPED, Outcome, process_recording
+from edge_ser.batch.settings import JobSettings
+
+ENGINES = ("local", "ray")
+PROGRESS_EVERY_S = 1.0
+
+
+@dataclass
+class BatchReport:
+    """Totals of one run over a batch."""
+
+    total: int
+    outcomes: list[Outcome] = field(default_factory=list)
+    input_problems: int = 0
+    elapsed_s: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+    @property
+    def audio_s(self) -> float:
+        """Audio processed in this run (recordings skipped as complete not counted)."""
+        return sum(o.audio_s for o in self.outcomes if o.status == DONE)
+
+    @property
+    def speed(self) -> float:
+        """Audio seconds per wall-clock second (x real time)."""
+        return self.audio_s / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def failed(self) -> int:
+        return self.count(FAILED) + self.input_problems
+
+    def line(self) -> str:
+        return (f"{len(self.outcomes)}/{self.total} files ({self.count(DONE)} done, "
+                f"{self.count(SKIPPED)} already complete, {self.failed} failed), "
+                f"{format_duration(self.audio_s)} of audio, {self.speed:.1f}x real time")
+
+
+def format_duration(seconds: float) -> str:
+    """'42.0 s', '12.5 min' or '3.21 h'."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def run_batch(recordings: list[Recording], settings: JobSettings,
+              factory: Callable[[], object], *, workers: int = 1, engine: str = "local",
+              problems: list[InputProblem] = (), log: TextIO | None = sys.stderr
+              ) -> BatchReport:
+    """Process `recordings` into `settings.out_dir`; returns the totals.
+
+    errors.jsonl starts empty and gains one line per failure of this run (inputs that matched
+    nothing, recordings that could not be processed); summary.csv is rewritten at the end from
+    every complete recording of the batch.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    out_dir = Path(settings.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs.remove_temporaries(out_dir)
+    errors = [{"path": p.input, "source": p.input, "kind": "input", "reason": p.reason}
+              for p in problems]
+    outputs.write_errors(out_dir, errors)
+    report = BatchReport(total=len(recordings), input_problems=len(problems))
+    started = time.perf_counter()
+    last_shown = 0.0
+    for outcome in _outcomes(recordings, settings, factory, workers, engine):
+        report.outcomes.append(outcome)
+        report.elapsed_s = time.perf_counter() - started
+        if outcome.error is not None:
+            errors.append(outcome.error)
+            outputs.write_errors(out_dir, errors)
+            _say(log, f"batch: failed: {outcome.error['reason']}")
+        if report.elapsed_s - last_shown >= PROGRESS_EVERY_S or \
+                len(report.outcomes) == report.total:
+            last_shown = report.elapsed_s
+            _say(log, f"batch: {report.line()}")
+    write_batch_summary(recordings, out_dir)
+    report.elapsed_s = time.perf_counter() - started
+    return report
+
+
+def _outcomes(recordings: list[Recording], settings: JobSettings,
+              factory: Callable[[], object], workers: int, engine: str) -> Iterator[Outcome]:
+    if engine == "ray":
+        from edge_ser.batch.ray_engine import run_ray
+
+        yield from run_ray(recordings, settings, factory, workers)
+    elif workers > 1 and len(recordings) > 1:
+        from edge_ser.batch.pool import run_pool
+
+        yield from run_pool(recordings, settings, factory, workers)
+    else:
+        recognizer = factory()
+        try:
+            for recording in recordings:
+                yield process_recording(recognizer, recording, settings)
+        finally:
+            recognizer.close()
+
+
+def write_batch_summary(recordings: list[Recording], out_dir: Path) -> None:
+    """summary.csv from the summary.json of every complete recording, in batch order."""
+    summaries = []
+    for recording in recordings:
+        folder = recording_dir(out_dir, recording.key)
+        if outputs.read_marker(folder) is None:
+            continue
+        summaries.append(json.loads((folder / outputs.SUMMARY_JSON).read_text(encoding="utf-8")))
+    labels = tuple(summaries[0]["labels"]) if summaries else ()
+    outputs.write_batch_summary(out_dir, summaries, labels)
+
+
+def _say(log: TextIO | None, text: str) -> None:
+    if log is not None:
+        print(text, file=log, flush=True)

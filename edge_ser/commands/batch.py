@@ -1,0 +1,93 @@
+"""`edge-ser batch INPUT... --out DIR`: call-center recordings in bulk.
+
+Inputs are files, folders (searched recursively), glob patterns or manifests (CSV or JSON Lines).
+Each recording gets its own folder of outputs under DIR/recordings; DIR also holds the batch
+summary.csv, errors.jsonl and the resolved config. A rerun skips recordings already complete, so
+an interrupted batch is resumed by running the same command again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edge_ser.commands.common import UsageError
+from edge_ser.commands.runtime_options import (
+    add_runtime_options,
+    build_recognizer,
+    load_runtime_config,
+)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "batch", help="process call-center recordings in bulk",
+        description="Process recordings in bulk: one stream per channel (one speaker per "
+        "channel), segments as JSONL, CSV and RTTM, a summary per recording and one for the "
+        "batch. Rerun the same command to resume an interrupted batch.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="audio files, folders (recursive), glob patterns (quote them) or "
+                   "manifests (.csv with a 'path' column, or .jsonl; optional call_id, "
+                   "channels and any metadata columns)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="output folder (created if needed)")
+    p.add_argument("--channels", metavar="ROLE=INDEX,...",
+                   help="channel roles, e.g. agent=0,customer=1 (default: mono = speaker, "
+                   "stereo = agent=0,customer=1; more channels must be mapped)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes, each with its own model (default: 1)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local process pool, or Ray Data over a Ray cluster (default: local)")
+    p.add_argument("--force", action="store_true",
+                   help="redo recordings that are already complete")
+    p.add_argument("--plot", action="store_true",
+                   help="also draw a timeline PNG per recording (needs matplotlib: the "
+                   "[plot] extra)")
+    p.add_argument("--quiet", action="store_true", help="print only the final line")
+    add_runtime_options(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_ser.batch.channels import parse_roles
+    from edge_ser.batch.inputs import InputError, collect_recordings
+    from edge_ser.batch.runner import format_duration, run_batch
+    from edge_ser.batch.settings import JobSettings, RecognizerSpec, fingerprint
+    from edge_ser.config import save_resolved
+
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file; give a folder")
+    roles = parse_roles(args.channels) if args.channels else None
+    if args.plot:
+        _require_matplotlib()
+    config = load_runtime_config(args)
+    try:
+        recordings, problems = collect_recordings(args.inputs, exclude=args.out)
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+    if not recordings and not problems:
+        raise UsageError("no recordings found in the inputs")
+    build_recognizer(args, config).close()  # a bad model or backend fails here, once
+    spec = RecognizerSpec(model=str(args.model) if args.model else None, backend=args.backend,
+                          precision=args.precision or ("fp32" if args.backend == "torch"
+                                                       else "int8"),
+                          threads=args.threads, config=config)
+    settings = JobSettings(out_dir=str(args.out), fingerprint=fingerprint(spec, roles),
+                           default_roles=roles, force=args.force, plot=args.plot)
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_resolved(config, args.out)
+    report = run_batch(recordings, settings, spec, workers=args.workers, engine=args.engine,
+                       problems=problems, log=None if args.quiet else sys.stderr)
+    print(f"batch: finished {report.line()}, in {format_duration(report.elapsed_s)}; "
+          f"outputs in {args.out}" + (f", failures in {args.out / 'errors.jsonl'}"
+                                       if report.failed else ""), file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def _require_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install 'edge-ser[plot]'") from None

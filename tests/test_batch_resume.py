@@ -1,0 +1,134 @@
+"""Resuming an interrupted batch: a rerun skips complete recordings, redoes the rest (also
+after `kill -9`), and ends with complete outputs and no duplicates; `--force` redoes all."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fakes import fake_recognizer
+from test_batch import write_bad_files, write_call
+
+from edge_ser import cli
+from edge_ser.events import read_jsonl
+from edge_ser.recognizer import Recognizer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    """Every output file except the batch log of errors, by relative path."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file()}
+
+
+def summary_keys(out: Path) -> list[str]:
+    with open(out / "summary.csv", newline="") as fh:
+        return [row["key"] for row in csv.DictReader(fh)]
+
+
+@pytest.fixture
+def fake_model(monkeypatch):
+    monkeypatch.setattr(Recognizer, "from_options",
+                        classmethod(lambda cls, *a, config=None, **k: fake_recognizer(config)))
+
+
+@pytest.fixture
+def three_calls(tmp_path) -> Path:
+    folder = tmp_path / "calls"
+    for i, channels in enumerate((2, 1, 2)):
+        write_call(folder / f"call{i}.wav", channels)
+    return folder
+
+
+def test_rerun_skips_complete_recordings_and_redoes_an_interrupted_one(fake_model, three_calls,
+                                                                       tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["batch", str(three_calls), "--out", str(out), "--quiet"]) == 0
+    before = snapshot(out)
+    # a crash while call1 was being rewritten: no marker, half a file, a temp file left over
+    folder = out / "recordings" / "call1"
+    (folder / "complete.json").unlink()
+    segments = folder / "segments.jsonl"
+    segments.write_bytes(segments.read_bytes()[:40])
+    (folder / ".summary.json.x1y2.tmp").write_text("{")
+    (out / ".summary.csv.abcd.tmp").write_text("key")
+    untouched = (out / "recordings" / "call0" / "segments.jsonl").stat().st_mtime_ns
+    capsys.readouterr()
+    assert cli.main(["batch", str(three_calls), "--out", str(out)]) == 0
+    assert "(1 done, 2 already complete, 0 failed)" in capsys.readouterr().err
+    assert snapshot(out) == before
+    assert (out / "recordings" / "call0" / "segments.jsonl").stat().st_mtime_ns == untouched
+    assert summary_keys(out) == ["call0", "call1", "call2"]
+
+
+def test_force_redoes_everything_and_a_changed_config_redoes_what_it_changes(fake_model,
+                                                                             three_calls,
+                                                                             tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["batch", str(three_calls), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert cli.main(["batch", str(three_calls), "--out", str(out), "--force"]) == 0
+    assert "(3 done, 0 already complete" in capsys.readouterr().err
+    assert cli.main(["batch", str(three_calls), "--out", str(out),
+                     "--set", "window.window_s=1.0"]) == 0
+    assert "(3 done, 0 already complete" in capsys.readouterr().err
+    assert "window_s: 1.0" in (out / "config.resolved.yaml").read_text()
+    assert summary_keys(out) == ["call0", "call1", "call2"]
+
+
+def test_a_failed_recording_is_retried_and_errors_are_not_repeated(fake_model, tmp_path):
+    folder = tmp_path / "calls"
+    write_call(folder / "good.wav", 1)
+    write_bad_files(folder)
+    out = tmp_path / "out"
+    for _ in range(2):
+        assert cli.main(["batch", str(folder), "--out", str(out), "--quiet"]) == 1
+        errors = read_jsonl(out / "errors.jsonl")
+        assert len(errors) == len({e["path"] for e in errors}) == 5
+    shutil.rmtree(folder)
+    write_call(folder / "good.wav", 1)
+    assert cli.main(["batch", str(folder), "--out", str(out), "--quiet"]) == 0
+    assert (out / "errors.jsonl").read_text() == ""
+
+
+@pytest.fixture
+def bundled_model():
+    from edge_ser.package import DEFAULT_PACKAGE
+
+    if not (DEFAULT_PACKAGE / "model.json").is_file():
+        pytest.skip(f"no bundled model package at {DEFAULT_PACKAGE}")
+
+
+def test_a_batch_killed_with_sigkill_resumes_to_the_same_outputs(bundled_model, tmp_path):
+    calls = tmp_path / "calls"
+    first = write_call(calls / "c00.wav", 2)
+    for i in range(1, 40):
+        shutil.copy(first, calls / f"c{i:02d}.wav")
+    out = tmp_path / "out"
+    command = [sys.executable, str(REPO / "main.py"), "batch", str(calls), "--out", str(out),
+               "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list(out.glob("recordings/*/complete.json")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_at_kill = len(list(out.glob("recordings/*/complete.json")))
+    assert 0 < done_at_kill < 40, "the batch was not interrupted mid-way"
+    finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    assert summary_keys(out) == [f"c{i:02d}" for i in range(40)]
+    assert not list(out.rglob("*.tmp"))
+    reference = tmp_path / "reference"
+    assert cli.main(["batch", str(calls), "--out", str(reference), "--quiet"]) == 0
+    assert snapshot(out) == snapshot(reference)
