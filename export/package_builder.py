@@ -140,6 +140,7 @@ def _build(checkpoint: Path, root: Path, cfg: ExportConfig, log) -> dict:
     if bank_bytes > cfg.memory_bank.max_bytes:
         raise ExportError(f"memory bank of {bank_bytes} bytes exceeds memory_bank.max_bytes "
                           f"{cfg.memory_bank.max_bytes}")
+    shutil.copyfile(checkpoint, root / FILES["checkpoint"])
     provenance = {
         "corpora": data.corpora, "labels_column": "emotion4",
         "checkpoint": {"path": str(checkpoint.resolve()), "sha256": sha256_file(checkpoint),

@@ -27,7 +27,10 @@ from export.onnx_export import export_encoder, save_initial_state
 from export.quantize import batch_feeds, calibration_chunks, quantize_int8
 
 FILES = {"fp32": "encoder.onnx", "int8": "encoder.int8.onnx", "head": "head.npz",
-         "memory_bank": "memory_bank.npz", "initial_state": "initial_state.npz"}
+         "memory_bank": "memory_bank.npz", "initial_state": "initial_state.npz",
+         "checkpoint": "model.pt"}
+"""Files of a package. `model.pt` is the training checkpoint (weights only): the runtime never
+reads it; `adapt` fine-tunes from it, so a package can be adapted with no other file."""
 
 
 def write_fp32(model, root: Path, labels: tuple[str, ...], cfg: ExportConfig,
@@ -104,7 +107,8 @@ def write_package_manifest(root: Path, labels: tuple[str, ...], spec: dict, head
         "fusion": {"rule": "log_linear", "memory_weight": cfg.fusion.memory_weight,
                    "formula": "softmax((1 - w) * log p_classifier + w * log p_memory)"},
         "quantization": quantization,
-        "files": {name: file_entry(root, name) for name in FILES.values()},
+        "files": {name: file_entry(root, name) for name in FILES.values()
+                  if name != FILES["checkpoint"] or (root / name).is_file()},
         "engines": [],
         "provenance": provenance,
         "metrics": metrics,

@@ -166,7 +166,11 @@ def test_bad_files_are_recorded_with_their_reason_and_the_good_ones_complete(fak
     status = cli.main(["batch", str(folder), str(tmp_path / "missing.wav"), "--out", str(out)])
     err = capsys.readouterr().err
     assert status == 1
-    assert "Traceback" not in err and "finished" in err.splitlines()[-1]
+    assert "Traceback" not in err
+    last = err.splitlines()[-1]
+    assert "finished 7/7 files (2 done, 0 already complete, 5 failed), 1 input(s) matched " \
+        "nothing" in last, last
+    assert "10.0 s of audio" in last and "x real time" in last
     errors = read_jsonl(out / "errors.jsonl")
     by_name = {Path(e["path"]).name: e for e in errors}
     assert set(by_name) == {*reasons, "missing.wav"}
@@ -283,3 +287,28 @@ def test_bad_options_are_one_line_errors(fake_model, calls, tmp_path, capsys):
     assert cli.main(["batch", str(bad), "--out", out]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 3 and all(line.startswith("edge-ser batch: error:") for line in err)
+
+
+def test_memory_stays_flat_for_a_long_recording(tmp_path):
+    import tracemalloc
+
+    from edge_ser.batch.process import analyse
+
+    path = tmp_path / "long.wav"
+    unit = call_audio(2, 8_000)
+    with sf.SoundFile(path, "w", 8_000, 2, subtype="PCM_16") as fh:
+        for _ in range(36):  # 3 minutes
+            fh.write(unit)
+    decoded_bytes = 36 * unit.nbytes  # the whole recording as float32
+    (recording,), _ = collect_recordings([str(path)])
+    recognizer = fake_recognizer(runtime_config())
+    tracemalloc.start()
+    try:
+        analysis = analyse(recognizer, recording,
+                           JobSettings(out_dir=str(tmp_path / "out"), fingerprint="t",
+                                       block_s=1.0))
+        peak_bytes = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(analysis.segments) == 36 * 4 and analysis.duration_s == pytest.approx(180.0)
+    assert peak_bytes < decoded_bytes / 4

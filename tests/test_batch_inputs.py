@@ -41,10 +41,18 @@ def test_folders_are_searched_recursively_for_audio_and_globs_are_expanded(tmp_p
                                             "no file matches this pattern"]
 
 
+def test_a_folder_below_a_hidden_folder_is_still_searched(tmp_path):
+    _touch(tmp_path / ".cache" / "calls" / "a.wav")
+    recordings, problems = collect_recordings([str(tmp_path / ".cache" / "calls")])
+    assert [Path(r.path).name for r in recordings] == ["a.wav"] and not problems
+
+
 def test_the_output_folder_inside_an_input_folder_is_not_read_back(tmp_path):
     _touch(tmp_path / "a.wav")
     _touch(tmp_path / "out" / "recordings" / "a" / "old.wav")
     recordings, _ = collect_recordings([str(tmp_path)], exclude=tmp_path / "out")
+    assert [Path(r.path).name for r in recordings] == ["a.wav"]
+    recordings, _ = collect_recordings([f"{tmp_path}/**/*.wav"], exclude=tmp_path / "out")
     assert [Path(r.path).name for r in recordings] == ["a.wav"]
 
 

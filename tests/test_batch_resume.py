@@ -4,6 +4,7 @@ after `kill -9`), and ends with complete outputs and no duplicates; `--force` re
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -24,9 +25,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def snapshot(out: Path) -> dict[str, bytes]:
-    """Every output file except the batch log of errors, by relative path."""
+    """Every output file by relative path, except batch.json (it records the worker count)."""
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file()}
+            if p.is_file() and p.name != "batch.json"}
 
 
 def summary_keys(out: Path) -> list[str]:
@@ -107,23 +108,30 @@ def bundled_model():
         pytest.skip(f"no bundled model package at {DEFAULT_PACKAGE}")
 
 
-def test_a_batch_killed_with_sigkill_resumes_to_the_same_outputs(bundled_model, tmp_path):
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_a_batch_killed_with_sigkill_resumes_to_the_same_outputs(bundled_model, tmp_path,
+                                                                 workers):
     calls = tmp_path / "calls"
     first = write_call(calls / "c00.wav", 2)
     for i in range(1, 40):
         shutil.copy(first, calls / f"c{i:02d}.wav")
     out = tmp_path / "out"
     command = [sys.executable, str(REPO / "main.py"), "batch", str(calls), "--out", str(out),
-               "--quiet"]
+               "--quiet", "--workers", str(workers)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not list(out.glob("recordings/*/complete.json")) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    done_at_kill = len(list(out.glob("recordings/*/complete.json")))
-    assert 0 < done_at_kill < 40, "the batch was not interrupted mid-way"
+    process = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(out.glob("recordings/*/complete.json")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        done_at_kill = len(list(out.glob("recordings/*/complete.json")))
+        assert 0 < done_at_kill < 40, "the batch was not interrupted mid-way"
+        assert _group_ends(process.pid, within_s=10), "worker processes outlived the batch"
+    finally:
+        _kill_group(process.pid)
     finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
                               timeout=120)
     assert finished.returncode == 0, finished.stderr
@@ -132,3 +140,53 @@ def test_a_batch_killed_with_sigkill_resumes_to_the_same_outputs(bundled_model, 
     reference = tmp_path / "reference"
     assert cli.main(["batch", str(calls), "--out", str(reference), "--quiet"]) == 0
     assert snapshot(out) == snapshot(reference)
+
+
+def _group_ends(pgid: int, within_s: float) -> bool:
+    """True once no process of the group (the batch and its workers) is left."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def test_a_replaced_model_package_redoes_the_recordings(fake_model, three_calls, tmp_path,
+                                                        capsys):
+    package = tmp_path / "package"
+    package.mkdir()
+    (package / "model.json").write_text('{"release": 1}')
+    out = tmp_path / "out"
+    command = ["batch", str(three_calls), "--out", str(out), "--model", str(package)]
+    assert cli.main(command) == 0
+    batch = json.loads((out / "batch.json").read_text())
+    assert batch["model"] == str(package.resolve()) and batch["model_manifest_sha256"]
+    assert cli.main(command) == 0
+    assert "(0 done, 3 already complete" in capsys.readouterr().err
+    (package / "model.json").write_text('{"release": 2}')
+    assert cli.main(command) == 0
+    assert "(3 done, 0 already complete" in capsys.readouterr().err
+
+
+def test_a_different_file_under_the_same_name_is_processed_again(fake_model, three_calls,
+                                                                 tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["batch", str(three_calls), "--out", str(out), "--quiet"]) == 0
+    old = (out / "recordings" / "call1" / "segments.jsonl").read_text()
+    write_call(three_calls / "call1.wav", 2)  # re-exported as stereo
+    capsys.readouterr()
+    assert cli.main(["batch", str(three_calls), "--out", str(out)]) == 0
+    assert "(1 done, 2 already complete" in capsys.readouterr().err
+    records = read_jsonl(out / "recordings" / "call1" / "segments.jsonl")
+    assert {r["role"] for r in records} == {"agent", "customer"}
+    assert (out / "recordings" / "call1" / "segments.jsonl").read_text() != old

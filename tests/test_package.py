@@ -152,5 +152,5 @@ def test_the_bundled_package_recognises_real_speech(shared_data):
         hits[clip.label].append(package.labels[int(scores.probs.argmax())] == clip.label)
     recall = {label: float(np.mean(v)) for label, v in hits.items()}
     assert len(emodb) > 40
-    assert np.mean(list(recall.values())) >= 0.6, recall  # chance: 0.25
-    assert recall["angry"] >= 0.7, recall
+    assert np.mean(list(recall.values())) >= 0.7, recall  # chance: 0.25
+    assert min(recall.values()) >= 0.5, recall  # no class given up

@@ -74,13 +74,14 @@ def collect_recordings(inputs: list[str], exclude: Path | None = None
         elif path.is_file():
             found.append(Recording(path=str(path), source=arg))
         elif path.is_dir():
-            files = _audio_files(sorted(p for p in path.rglob("*") if p.is_file()), exclude)
+            files = _audio_files(path, sorted(p for p in path.rglob("*") if p.is_file()),
+                                 exclude)
             if not files:
                 problems.append(InputProblem(arg, "folder holds no audio files"))
             found.extend(Recording(path=str(p), source=arg) for p in files)
         elif glob.has_magic(arg):
             files = [Path(p) for p in sorted(glob.glob(arg, recursive=True))]
-            files = [p for p in files if p.is_file()]
+            files = [p for p in files if p.is_file() and not _inside(p, exclude)]
             if not files:
                 problems.append(InputProblem(arg, "no file matches this pattern"))
             found.extend(Recording(path=str(p), source=arg) for p in files)
@@ -89,17 +90,17 @@ def collect_recordings(inputs: list[str], exclude: Path | None = None
     return assign_keys(_unique(found)), problems
 
 
-def _audio_files(paths: list[Path], exclude: Path | None) -> list[Path]:
-    out = []
-    excluded = exclude.resolve() if exclude is not None else None
-    for p in paths:
-        if p.suffix.lower() not in AUDIO_SUFFIXES or any(part.startswith(".") for part in p.parts
-                                                          if part not in (".", "..")):
-            continue
-        if excluded is not None and excluded in p.resolve().parents:
-            continue
-        out.append(p)
-    return out
+def _audio_files(root: Path, paths: list[Path], exclude: Path | None) -> list[Path]:
+    """The audio files among `paths` (found below `root`), leaving out hidden files and
+    folders below `root` and anything inside `exclude`."""
+    return [p for p in paths
+            if p.suffix.lower() in AUDIO_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(root).parts)
+            and not _inside(p, exclude)]
+
+
+def _inside(path: Path, folder: Path | None) -> bool:
+    return folder is not None and folder.resolve() in path.resolve().parents
 
 
 def _unique(recordings: list[Recording]) -> list[Recording]:

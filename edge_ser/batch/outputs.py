@@ -8,7 +8,8 @@ Per recording, in `OUT/recordings/<key>/`:
     summary.json    the recording's summary (see `summary.py`)
     complete.json   the completion marker, written last: a folder without it is redone
 Across the batch, in `OUT/`: summary.csv (one row per complete recording), errors.jsonl (one
-object per input or recording that failed in the latest run) and config.resolved.yaml.
+object per input or recording that failed in the latest run), config.resolved.yaml and
+batch.json (the model, its manifest's sha256, backend, precision, roles and engine).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ SUMMARY_JSON = "summary.json"
 MARKER = "complete.json"
 ERRORS = "errors.jsonl"
 BATCH_SUMMARY_CSV = "summary.csv"
+BATCH_JSON = "batch.json"
 RECORDING_OUTPUTS = (SEGMENTS_JSONL, SEGMENTS_CSV, SEGMENTS_RTTM, SUMMARY_JSON)
 
 
@@ -85,11 +87,18 @@ def read_marker(folder: Path) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
-def is_complete(folder: Path, fingerprint: str) -> bool:
-    """True when the folder holds a finished result made with the same settings."""
+def is_complete(folder: Path, fingerprint: str, source: dict[str, object] | None,
+                required: tuple[str, ...] = ()) -> bool:
+    """True when the folder holds a finished result of the same input file (`source`: its
+    real path, size and modification time) made with the same settings, including the
+    `required` optional outputs (e.g. the timeline plot)."""
     marker = read_marker(folder)
-    return (marker is not None and marker.get("fingerprint") == fingerprint
-            and all((folder / name).is_file() for name in marker.get("outputs", ())))
+    if (marker is None or source is None or marker.get("fingerprint") != fingerprint
+            or marker.get("source") != source):
+        return False
+    listed = list(marker.get("outputs", ()))
+    return (all(name in listed for name in required)
+            and all((folder / name).is_file() for name in listed))
 
 
 def remove_temporaries(folder: Path) -> None:

@@ -8,6 +8,7 @@ channel, then write the outputs and, last, the completion marker.
 from __future__ import annotations
 
 import heapq
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from edge_ser.batch import outputs
 from edge_ser.batch.channels import ChannelRoles, RecordingError, resolve_roles
 from edge_ser.batch.inputs import Recording
 from edge_ser.batch.paths import recording_dir
+from edge_ser.batch.plot import TIMELINE_PNG
 from edge_ser.batch.settings import JobSettings
 from edge_ser.batch.summary import SUMMARY_FORMAT_VERSION, RoleChange, RoleSegment, summarize
 from edge_ser.events import EmotionChange, SegmentResult
@@ -54,7 +56,10 @@ def process_recording(recognizer, recording: Recording, settings: JobSettings) -
     """Process one recording into its folder, or skip it when it is already complete."""
     started = time.perf_counter()
     folder = recording_dir(settings.out_dir, recording.key)
-    if not settings.force and outputs.is_complete(folder, settings.fingerprint):
+    required = (TIMELINE_PNG,) if settings.plot else ()
+    source = source_identity(recording.path)
+    if not settings.force and outputs.is_complete(folder, settings.fingerprint, source,
+                                                  required):
         marker = outputs.read_marker(folder) or {}
         return Outcome(recording.key, recording.path, SKIPPED,
                        audio_s=float(marker.get("duration_s", 0.0)))
@@ -70,10 +75,13 @@ def process_recording(recognizer, recording: Recording, settings: JobSettings) -
         return _failed(recording, "internal", f"{recording.path}: {type(exc).__name__}: {exc}",
                        started)
     try:
-        write_outputs(folder, recognizer.labels, recording, analysis, settings)
+        write_outputs(folder, recognizer.labels, recording, analysis, settings, source)
     except OSError as exc:
         return _failed(recording, "output", f"{folder}: cannot write the outputs ({exc})",
                        started)
+    except Exception as exc:  # e.g. the plot failing on one worker: recorded, batch goes on
+        return _failed(recording, "internal", f"{folder}: writing the outputs failed: "
+                       f"{type(exc).__name__}: {exc}", started)
     return Outcome(recording.key, recording.path, DONE, audio_s=analysis.duration_s,
                    elapsed_s=time.perf_counter() - started)
 
@@ -122,7 +130,8 @@ def _keep(events, role: str, segments: list[RoleSegment], changes: list[RoleChan
 
 
 def write_outputs(folder: Path, labels: tuple[str, ...], recording: Recording,
-                  analysis: Analysis, settings: JobSettings) -> None:
+                  analysis: Analysis, settings: JobSettings,
+                  source: dict[str, object] | None) -> None:
     """Every output of the recording, the completion marker last (after removing an old one,
     so a crash while rewriting never leaves a marker beside a mix of old and new files)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -148,14 +157,26 @@ def write_outputs(folder: Path, labels: tuple[str, ...], recording: Recording,
     outputs.write_json(folder / outputs.SUMMARY_JSON, summary)
     written = list(outputs.RECORDING_OUTPUTS)
     if settings.plot:
-        from edge_ser.batch.plot import TIMELINE_PNG, plot_timeline
+        from edge_ser.batch.plot import plot_timeline
 
         plot_timeline(folder / TIMELINE_PNG, summary, records)
         written.append(TIMELINE_PNG)
     outputs.write_marker(folder, {
         "version": outputs.BATCH_FORMAT_VERSION, "key": recording.key, "path": recording.path,
         "call_id": recording.call_id, "fingerprint": settings.fingerprint,
+        "source": source,  # as it was before decoding
         "duration_s": analysis.duration_s, "outputs": written})
+
+
+def source_identity(path: str) -> dict[str, object] | None:
+    """The input file as the completion marker records it: a different file (or the same one
+    re-exported) under the same output key is processed again. None if it cannot be read."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return {"realpath": os.path.realpath(path), "bytes": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns}
 
 
 def _failed(recording: Recording, kind: str, reason: str, started: float) -> Outcome:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -62,7 +63,10 @@ def run_ray(recordings: list[Recording], settings: JobSettings,
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
-        items = [{"recording": recording_to_json(r)} for r in recordings]
+        # actors run in other folders, or on other machines: paths must not be relative
+        settings = dataclasses.replace(settings, out_dir=os.path.abspath(settings.out_dir))
+        items = [{"recording": recording_to_json(dataclasses.replace(
+            r, path=os.path.abspath(r.path)))} for r in recordings]
         dataset = ray.data.from_items(items, override_num_blocks=len(items))
         results = dataset.map_batches(
             RecordingActor, fn_constructor_args=(factory, settings), batch_size=1,
@@ -78,7 +82,8 @@ def _connect(ray) -> bool:
     """Join the cluster in RAY_ADDRESS, or start a local instance; True if started here."""
     if ray.is_initialized():
         return False
-    options: dict[str, object] = {"include_dashboard": False, "log_to_driver": False}
+    options: dict[str, object] = {"include_dashboard": False, "log_to_driver": False,
+                                  "logging_level": logging.WARNING}
     address = os.environ.get("RAY_ADDRESS")
     if not address:  # a local instance: its workers see this process's import path
         path = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -54,9 +54,12 @@ class BatchReport:
         return self.count(FAILED) + self.input_problems
 
     def line(self) -> str:
+        unmatched = (f", {self.input_problems} input(s) matched nothing"
+                     if self.input_problems else "")
         return (f"{len(self.outcomes)}/{self.total} files ({self.count(DONE)} done, "
-                f"{self.count(SKIPPED)} already complete, {self.failed} failed), "
-                f"{format_duration(self.audio_s)} of audio, {self.speed:.1f}x real time")
+                f"{self.count(SKIPPED)} already complete, {self.count(FAILED)} failed)"
+                f"{unmatched}, {format_duration(self.audio_s)} of audio, "
+                f"{self.speed:.1f}x real time")
 
 
 def format_duration(seconds: float) -> str:
@@ -70,7 +73,7 @@ def format_duration(seconds: float) -> str:
 
 def run_batch(recordings: list[Recording], settings: JobSettings,
               factory: Callable[[], object], *, workers: int = 1, engine: str = "local",
-              problems: list[InputProblem] = (), log: TextIO | None = sys.stderr
+              problems: Sequence[InputProblem] = (), log: TextIO | None = sys.stderr
               ) -> BatchReport:
     """Process `recordings` into `settings.out_dir`; returns the totals.
 

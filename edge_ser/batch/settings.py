@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from edge_ser.batch.channels import ChannelRoles, format_roles
 from edge_ser.config import to_dict
@@ -54,8 +55,21 @@ class JobSettings:
     plot: bool = False
 
 
+def model_manifest_sha256(model: str | None) -> str | None:
+    """sha256 of the package manifest (which lists the sha256 of every file of the package),
+    so a replaced model changes it; None when the package has no manifest to read."""
+    from edge_ser.package import DEFAULT_PACKAGE, MANIFEST_NAME
+
+    manifest = Path(model) / MANIFEST_NAME if model else DEFAULT_PACKAGE / MANIFEST_NAME
+    try:
+        return hashlib.sha256(manifest.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
 def fingerprint(spec: RecognizerSpec, default_roles: ChannelRoles | None) -> str:
-    """sha256 over the recognizer options, the runtime config and the channel roles."""
-    facts = {**spec.describe(),
+    """sha256 over the model package's manifest, the recognizer options, the runtime config
+    and the channel roles: what shapes the results."""
+    facts = {**spec.describe(), "model_manifest_sha256": model_manifest_sha256(spec.model),
              "channels": format_roles(default_roles) if default_roles else None}
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode("utf-8")).hexdigest()

@@ -25,7 +25,9 @@ def add_parser(sub) -> None:
         "batch", help="process call-center recordings in bulk",
         description="Process recordings in bulk: one stream per channel (one speaker per "
         "channel), segments as JSONL, CSV and RTTM, a summary per recording and one for the "
-        "batch. Rerun the same command to resume an interrupted batch.")
+        "batch. Rerun the same command to resume an interrupted batch. Exit status: 0 when "
+        "every recording is complete, 1 when some failed (listed in DIR/errors.jsonl), 2 for "
+        "bad options. See docs/batch.md.")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="audio files, folders (recursive), glob patterns (quote them) or "
                    "manifests (.csv with a 'path' column, or .jsonl; optional call_id, "
@@ -36,7 +38,8 @@ def add_parser(sub) -> None:
                    help="channel roles, e.g. agent=0,customer=1 (default: mono = speaker, "
                    "stereo = agent=0,customer=1; more channels must be mapped)")
     p.add_argument("--workers", type=int, default=1,
-                   help="worker processes, each with its own model (default: 1)")
+                   help="worker processes (Ray actors with --engine ray), each with its own "
+                   "model (default: 1)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local process pool, or Ray Data over a Ray cluster (default: local)")
     p.add_argument("--force", action="store_true",
@@ -51,8 +54,15 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from edge_ser.batch.channels import parse_roles
     from edge_ser.batch.inputs import InputError, collect_recordings
+    from edge_ser.batch.outputs import BATCH_FORMAT_VERSION, BATCH_JSON, write_json
+    from edge_ser.batch.pool import WorkerError
     from edge_ser.batch.runner import format_duration, run_batch
-    from edge_ser.batch.settings import JobSettings, RecognizerSpec, fingerprint
+    from edge_ser.batch.settings import (
+        JobSettings,
+        RecognizerSpec,
+        fingerprint,
+        model_manifest_sha256,
+    )
     from edge_ser.config import save_resolved
 
     if args.workers < 1:
@@ -61,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {args.out} is a file; give a folder")
     roles = parse_roles(args.channels) if args.channels else None
     if args.plot:
-        _require_matplotlib()
+        _require("matplotlib", "--plot needs matplotlib: pip install 'edge-ser[plot]'")
+    if args.engine == "ray":
+        _require("ray.data", "--engine ray needs Ray Data: pip install 'ray[data]'")
     config = load_runtime_config(args)
     try:
         recordings, problems = collect_recordings(args.inputs, exclude=args.out)
@@ -70,24 +82,39 @@ def run(args: argparse.Namespace) -> int:
     if not recordings and not problems:
         raise UsageError("no recordings found in the inputs")
     build_recognizer(args, config).close()  # a bad model or backend fails here, once
-    spec = RecognizerSpec(model=str(args.model) if args.model else None, backend=args.backend,
+    model = str(args.model.resolve()) if args.model else None  # workers may run elsewhere
+    spec = RecognizerSpec(model=model, backend=args.backend,
                           precision=args.precision or ("fp32" if args.backend == "torch"
                                                        else "int8"),
                           threads=args.threads, config=config)
-    settings = JobSettings(out_dir=str(args.out), fingerprint=fingerprint(spec, roles),
+    settings = JobSettings(out_dir=str(args.out.resolve()), fingerprint=fingerprint(spec, roles),
                            default_roles=roles, force=args.force, plot=args.plot)
     args.out.mkdir(parents=True, exist_ok=True)
     save_resolved(config, args.out)
-    report = run_batch(recordings, settings, spec, workers=args.workers, engine=args.engine,
-                       problems=problems, log=None if args.quiet else sys.stderr)
+    write_json(args.out / BATCH_JSON, {
+        "batch_version": BATCH_FORMAT_VERSION, "fingerprint": settings.fingerprint,
+        "model": model, "model_manifest_sha256": model_manifest_sha256(model),
+        "backend": spec.backend, "precision": spec.precision,
+        "channels": args.channels, "engine": args.engine, "workers": args.workers})
+    try:
+        report = run_batch(recordings, settings, spec, workers=args.workers,
+                           engine=args.engine, problems=problems,
+                           log=None if args.quiet else sys.stderr)
+    except WorkerError as exc:
+        print(f"edge-ser batch: error: {exc}", file=sys.stderr)
+        return 1
     print(f"batch: finished {report.line()}, in {format_duration(report.elapsed_s)}; "
           f"outputs in {args.out}" + (f", failures in {args.out / 'errors.jsonl'}"
                                        if report.failed else ""), file=sys.stderr)
     return 1 if report.failed else 0
 
 
-def _require_matplotlib() -> None:
+def _require(module: str, message: str) -> None:
+    import importlib.util
+
     try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise UsageError("--plot needs matplotlib: pip install 'edge-ser[plot]'") from None
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # the parent package is missing
+        found = False
+    if not found:
+        raise UsageError(message)
