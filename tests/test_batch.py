@@ -214,9 +214,13 @@ def test_manifest_call_ids_roles_and_metadata_reach_the_outputs(fake_model, tmp_
     manifest = tmp_path / "calls.csv"
     manifest.write_text("path,call_id,channels,queue\n"
                         "audio/x.wav,../../escape,\"customer=0,agent=1\",billing\n"
-                        f"{tmp_path / 'audio' / 'y.wav'},/etc/passwd,,sales\n")
+                        f"{tmp_path / 'audio' / 'y.wav'},/etc/passwd,,sales\n"
+                        "audio/gone.wav,GONE,,\n")
     out = tmp_path / "out"
-    assert cli.main(["batch", str(manifest), "--out", str(out), "--quiet"]) == 0
+    assert cli.main(["batch", str(manifest), "--out", str(out), "--quiet"]) == 1
+    (error,) = read_jsonl(out / "errors.jsonl")
+    assert error["call_id"] == "GONE" and "file not found" in error["reason"]
+    assert error["source"] == f"{manifest}:4"
     folders = sorted(p.name for p in (out / "recordings").iterdir())
     assert folders == ["escape", "etc_passwd"]
     assert {p.name for p in tmp_path.iterdir()} == {"audio", "calls.csv", "out"}
@@ -312,3 +316,23 @@ def test_memory_stays_flat_for_a_long_recording(tmp_path):
         tracemalloc.stop()
     assert len(analysis.segments) == 36 * 4 and analysis.duration_s == pytest.approx(180.0)
     assert peak_bytes < decoded_bytes / 4
+
+
+def test_workers_build_the_same_recognizer_as_the_options_check(monkeypatch, tmp_path):
+    calls = []
+
+    def from_options(cls, model=None, backend="onnxruntime", precision=None, threads=1,
+                     config=None):
+        calls.append((model, backend, precision, threads, config))
+        return fake_recognizer(config)
+
+    monkeypatch.setattr(Recognizer, "from_options", classmethod(from_options))
+    path = write_call(tmp_path / "in" / "a.wav", 1)
+    package = tmp_path / "package"
+    package.mkdir()
+    out = tmp_path / "out"
+    assert cli.main(["batch", str(path), "--out", str(out), "--quiet", "--model", str(package),
+                     "--threads", "2", "--set", "window.hop_s=0.5"]) == 0
+    assert len(calls) == 2 and calls[0][1:] == calls[1][1:]
+    assert {str(Path(c[0]).resolve()) for c in calls} == {str(package.resolve())}
+    assert calls[0][2] is not None and calls[0][3] == 2 and calls[0][4].window.hop_s == 0.5

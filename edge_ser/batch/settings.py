@@ -23,7 +23,8 @@ class RecognizerSpec:
 
     model: str | None = None
     backend: str = "onnxruntime"
-    precision: str = "int8"
+    precision: str | None = None
+    """None: the backend's default (`backends.default_precision`)."""
     threads: int = 1
     config: RuntimeConfig = RuntimeConfig()
 

@@ -52,6 +52,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edge_ser.backends import default_precision
     from edge_ser.batch.channels import parse_roles
     from edge_ser.batch.inputs import InputError, collect_recordings
     from edge_ser.batch.outputs import BATCH_FORMAT_VERSION, BATCH_JSON, write_json
@@ -84,8 +85,7 @@ def run(args: argparse.Namespace) -> int:
     build_recognizer(args, config).close()  # a bad model or backend fails here, once
     model = str(args.model.resolve()) if args.model else None  # workers may run elsewhere
     spec = RecognizerSpec(model=model, backend=args.backend,
-                          precision=args.precision or ("fp32" if args.backend == "torch"
-                                                       else "int8"),
+                          precision=args.precision or default_precision(args.backend),
                           threads=args.threads, config=config)
     settings = JobSettings(out_dir=str(args.out.resolve()), fingerprint=fingerprint(spec, roles),
                            default_roles=roles, force=args.force, plot=args.plot)
