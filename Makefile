@@ -12,7 +12,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[train,bench,dev]"
+	$(PY) -m pip install --quiet -e ".[train,bench,dev,plot,ray]"
 	touch $@
 
 # Main job: stream the bundled demo conversation (EMO-DB turns by two speakers the default
