@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edge_ser import features  # noqa: E402
+from edge_ser.bench import numpy_frontend  # noqa: E402
 from edge_ser.contract import (  # noqa: E402
     HOP_SAMPLES,
     LOG_FLOOR,
@@ -61,20 +62,8 @@ def numpy_dense(samples: np.ndarray, n_frames: int) -> np.ndarray:
     return np.log(mel + LOG_FLOOR).astype(np.float32)
 
 
-def _padded_supports() -> tuple[np.ndarray, np.ndarray]:
-    """(J, N_MELS) bin indices and weights; J = widest filter, short filters padded with 0."""
-    first, stop = features._FILTER_FIRST_BIN, features._FILTER_STOP_BIN
-    width = int((stop - first).max())
-    bins = np.zeros((width, N_MELS), dtype=np.intp)
-    weights = np.zeros((width, N_MELS))
-    for m in range(N_MELS):
-        span = np.arange(first[m], stop[m])
-        bins[: span.size, m] = span
-        weights[: span.size, m] = features._FILTERBANK[span, m]
-    return bins, weights
-
-
-_BINS, _WEIGHTS = _padded_supports()
+# Same filter supports as the streaming benchmark's plain-numpy front end.
+_BINS, _WEIGHTS = numpy_frontend._BINS, numpy_frontend._WEIGHTS
 
 
 def numpy_sparse(samples: np.ndarray, n_frames: int) -> np.ndarray:
