@@ -83,6 +83,20 @@ class _Reader(CalibrationDataReader):
         self._next = start_index
 
 
+MERGE_EVERY = 8
+
+
+def _avoid_empty_last_merge(batches: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """onnxruntime's calibrator fails ("No data is collected") when the number of batches is a
+    multiple of its merge interval: its final merge then has nothing left to merge. Joining the
+    last two batches (along the batch axis) keeps every chunk and avoids that count."""
+    if len(batches) < 2 or len(batches) % MERGE_EVERY:
+        return batches
+    last, before = batches[-1], batches[-2]
+    joined = {name: np.concatenate([before[name], last[name]]) for name in last}
+    return batches[:-2] + [joined]
+
+
 def quantize_int8(fp32_path: Path, int8_path: Path, batches: list[dict[str, np.ndarray]],
                   cfg: CalibrationConfig) -> dict:
     """Write the QDQ INT8 encoder; returns the settings for the manifest."""
@@ -90,9 +104,10 @@ def quantize_int8(fp32_path: Path, int8_path: Path, batches: list[dict[str, np.n
         "ActivationSymmetric": True,
         "WeightSymmetric": True,
         "QuantizeBias": False,  # TensorRT imports no int32 DequantizeLinear: keep biases float
-        "CalibMaxIntermediateOutputs": 8,  # bounded memory: ranges merge every 8 batches
+        "CalibMaxIntermediateOutputs": MERGE_EVERY,  # bounded memory: ranges merge every 8
         "CalibTensorRangeSymmetric": True,
     }
+    batches = _avoid_empty_last_merge(batches)
     if cfg.method == "percentile":
         extra["CalibPercentile"] = cfg.percentile
     quantize_static(str(fp32_path), str(int8_path), _Reader(batches),

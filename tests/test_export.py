@@ -208,3 +208,13 @@ def test_fp16_graph_keeps_float32_io_and_the_numbers(small_package):
         [s["input"] for s in package.state_specs()], state))}
     got = ReferenceEvaluator(half).run([contract.ENCODER_OUTPUT], feed)[0]
     assert np.abs(got - expected).max() < 0.05 * (np.abs(expected).max() + 1.0)
+
+
+def test_calibration_batch_count_never_leaves_the_last_merge_empty():
+    from export.quantize import MERGE_EVERY, _avoid_empty_last_merge
+
+    batches = [{"feats": np.full((1, 2), i, dtype=np.float32)} for i in range(2 * MERGE_EVERY)]
+    joined = _avoid_empty_last_merge(batches)
+    assert len(joined) % MERGE_EVERY != 0
+    assert sum(b["feats"].shape[0] for b in joined) == len(batches)  # no chunk dropped
+    assert _avoid_empty_last_merge(batches[:5]) == batches[:5]
