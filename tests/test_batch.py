@@ -267,6 +267,8 @@ def test_two_workers_give_the_same_outputs_as_one(calls, tmp_path):
     files = sorted(p.relative_to(outs[0]) for p in outs[0].rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(outs[1]) for p in outs[1].rglob("*") if p.is_file())
     for rel in files:
+        if rel.name == "run.json":  # timings of the run
+            continue
         assert (outs[0] / rel).read_bytes() == (outs[1] / rel).read_bytes(), rel
 
 

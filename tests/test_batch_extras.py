@@ -65,6 +65,8 @@ def test_ray_engine_gives_the_same_outputs_as_the_local_one(small_batch, tmp_pat
     remote = {p.relative_to(outs["ray"]): p for p in outs["ray"].rglob("*") if p.is_file()}
     assert sorted(local) == sorted(remote)
     for rel, path in local.items():
+        if rel.name == "run.json":  # timings of the run
+            continue
         if rel.name == "errors.jsonl":  # one line per failure, in completion order
             assert sorted(path.read_text().splitlines()) == \
                 sorted(remote[rel].read_text().splitlines())

@@ -25,9 +25,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def snapshot(out: Path) -> dict[str, bytes]:
-    """Every output file by relative path, except batch.json (it records the worker count)."""
+    """Every output file by relative path, except batch.json (it records the worker count) and
+    run.json (the timings and counts of the latest run)."""
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file() and p.name != "batch.json"}
+            if p.is_file() and p.name not in ("batch.json", "run.json")}
 
 
 def summary_keys(out: Path) -> list[str]:
@@ -190,3 +191,17 @@ def test_a_different_file_under_the_same_name_is_processed_again(fake_model, thr
     records = read_jsonl(out / "recordings" / "call1" / "segments.jsonl")
     assert {r["role"] for r in records} == {"agent", "customer"}
     assert (out / "recordings" / "call1" / "segments.jsonl").read_text() != old
+
+
+def test_run_json_records_the_latest_run(fake_model, three_calls, tmp_path):
+    """run.json says what this run did: a rerun over complete recordings does nothing new."""
+    from edge_ser.batch.outputs import RUN_JSON
+
+    out = tmp_path / "out"
+    assert cli.main(["batch", str(three_calls), "--out", str(out), "--quiet"]) == 0
+    totals = json.loads((out / RUN_JSON).read_text())
+    assert (totals["files"], totals["done"], totals["failed"]) == (3, 3, 0)
+    assert totals["audio_s"] > 0 and totals["elapsed_s"] > 0 and totals["x_real_time"] > 0
+    assert cli.main(["batch", str(three_calls), "--out", str(out), "--quiet"]) == 0
+    again = json.loads((out / RUN_JSON).read_text())
+    assert (again["done"], again["already_complete"], again["audio_s"]) == (0, 3, 0.0)

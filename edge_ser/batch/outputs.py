@@ -32,6 +32,7 @@ MARKER = "complete.json"
 ERRORS = "errors.jsonl"
 BATCH_SUMMARY_CSV = "summary.csv"
 BATCH_JSON = "batch.json"
+RUN_JSON = "run.json"
 RECORDING_OUTPUTS = (SEGMENTS_JSONL, SEGMENTS_CSV, SEGMENTS_RTTM, SUMMARY_JSON)
 
 
@@ -106,6 +107,12 @@ def remove_temporaries(folder: Path) -> None:
     if folder.is_dir():
         for leftover in folder.glob(".*.tmp"):
             leftover.unlink(missing_ok=True)
+
+
+def write_run_totals(out_dir: Path, totals: dict[str, object]) -> None:
+    """run.json: the totals of the latest run (files done, skipped, failed; audio seconds;
+    elapsed seconds; speed), for scripts and benchmarks."""
+    write_text_atomic(out_dir / RUN_JSON, json.dumps(totals, indent=1))
 
 
 def write_errors(out_dir: Path, errors: list[dict[str, object]]) -> None:

@@ -53,6 +53,13 @@ class BatchReport:
     def failed(self) -> int:
         return self.count(FAILED) + self.input_problems
 
+    def totals(self) -> dict[str, object]:
+        """Machine-readable totals (written to run.json)."""
+        return {"files": self.total, "done": self.count(DONE),
+                "already_complete": self.count(SKIPPED), "failed": self.failed,
+                "audio_s": self.audio_s, "elapsed_s": self.elapsed_s,
+                "x_real_time": self.speed}
+
     def line(self) -> str:
         unmatched = (f", {self.input_problems} input(s) matched nothing"
                      if self.input_problems else "")
@@ -107,6 +114,7 @@ def run_batch(recordings: list[Recording], settings: JobSettings,
             _say(log, f"batch: {report.line()}")
     write_batch_summary(recordings, out_dir)
     report.elapsed_s = time.perf_counter() - started
+    outputs.write_run_totals(out_dir, report.totals())
     return report
 
 

@@ -15,9 +15,11 @@ DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="benchmarks (bench stream: the streaming pipeline)",
+    p = sub.add_parser("bench", help="benchmarks (bench stream: the streaming pipeline; "
+                       "bench batch: the batch engine)",
                        description="Benchmarks. `bench stream` times the streaming pipeline "
-                       "and its peers on the same audio and writes a markdown report.")
+                       "and its peers on the same audio, `bench batch` the batch engine on "
+                       "call recordings; each writes a markdown report.")
     what = p.add_subparsers(dest="bench", metavar="BENCH", required=True)
     s = what.add_parser("stream", help="streaming pipeline vs silero-vad and openSMILE",
                         description="Real-time factor, per-chunk processing time, speech end "
@@ -37,9 +39,78 @@ def add_parser(sub) -> None:
                    help="length of the memory stream (default: 60)")
     s.add_argument("--repeats", type=int, default=3, help="passes per figure (median)")
     s.add_argument("--out", type=Path, help="write the markdown report here")
+    b = what.add_parser("batch", help="batch engine throughput and memory vs openSMILE",
+                        description="Throughput (recording-seconds per wall-clock second, per "
+                        "worker) and peak memory per worker of `edge-ser batch` on stereo call "
+                        "recordings, for each --workers value, beside openSMILE eGeMAPS "
+                        "functionals over the same segments.")
+    b.add_argument("recordings", nargs="+", type=Path, metavar="RECORDING",
+                   help="call recordings (files or folders of .wav/.flac), copied round-robin "
+                   "up to --minutes")
+    b.add_argument("--minutes", type=float, default=10.0,
+                   help="audio per pass (default: 10)")
+    b.add_argument("--workers", default="1,2", help="worker counts to run (default: 1,2)")
+    b.add_argument("--repeats", type=int, default=3, help="passes per figure (median)")
+    b.add_argument("--model", type=Path, default=None, help="model package (default: bundled)")
+    b.add_argument("--backend", choices=BACKEND_CHOICES, default="onnxruntime")
+    b.add_argument("--precision", choices=PRECISION_CHOICES, default=None)
+    b.add_argument("--no-egemaps", action="store_true", help="skip the openSMILE peer")
+    b.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    b.add_argument("--out", type=Path, help="write the markdown report here")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.bench == "batch":
+        return _run_batch(args)
+    return _run_stream(args)
+
+
+AUDIO_SUFFIXES = (".wav", ".flac")
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    import json
+
+    from edge_ser.atomic_write import write_text_atomic
+    from edge_ser.bench.batch_bench import BatchBenchOptions, benchmark
+    from edge_ser.bench.peers import PeerUnavailable
+
+    try:
+        workers = tuple(int(w) for w in args.workers.split(","))
+    except ValueError:
+        raise UsageError(f"--workers: expected e.g. 1,2, got {args.workers!r}") from None
+    if args.minutes <= 0 or args.repeats < 1 or not workers or min(workers) < 1:
+        raise UsageError("--minutes must be positive, --repeats and every --workers >= 1")
+    recordings = []
+    for item in args.recordings:
+        if item.is_dir():
+            recordings += sorted(p for p in item.rglob("*") if p.suffix.lower() in
+                                 AUDIO_SUFFIXES)
+        elif item.is_file():
+            recordings.append(item)
+        else:
+            raise UsageError(f"{item}: no such file or folder")
+    if not recordings:
+        raise UsageError("no recordings found")
+    options = BatchBenchOptions(
+        recordings=recordings, minutes=args.minutes, workers=workers, repeats=args.repeats,
+        model=str(args.model) if args.model else None, backend=args.backend,
+        precision=args.precision, egemaps=not args.no_egemaps,
+        command="python main.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    try:
+        report, figures = benchmark(options, log=lambda m: print(f"bench: {m}", file=sys.stderr))
+    except PeerUnavailable as exc:
+        raise UsageError(str(exc)) from None
+    if args.out:
+        write_text_atomic(args.out, report)
+        print(f"bench: wrote {args.out}", file=sys.stderr)
+    if args.json:
+        write_text_atomic(args.json, json.dumps(figures, indent=2) + "\n")
+    print(report)
+    return 0
+
+
+def _run_stream(args: argparse.Namespace) -> int:
     from edge_ser.atomic_write import write_text_atomic
     from edge_ser.bench.peers import PeerUnavailable
     from edge_ser.bench.stream_bench import BenchOptions, benchmark

@@ -1,0 +1,47 @@
+"""`bench batch`: a tiny run through the real batch command, checking the report's fields."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import soundfile as sf
+from synth import DEMO_AUDIO
+
+from edge_ser.audio import load_mono_16k, resample
+from edge_ser.bench.batch_bench import BatchBenchOptions, benchmark, replicate
+
+
+def _stereo_call(path) -> None:
+    x = resample(load_mono_16k(DEMO_AUDIO)[: 8 * 16_000], 16_000, 8_000)
+    quiet = np.zeros_like(x)
+    left = np.concatenate((x[: x.size // 2], quiet[: x.size - x.size // 2]))
+    right = np.concatenate((quiet[: x.size // 2], x[x.size // 2:]))
+    sf.write(path, np.stack((left, right), axis=1) * 0.9, 8_000, subtype="ULAW")
+
+
+def test_replicate_copies_round_robin_up_to_the_asked_length(tmp_path):
+    call = tmp_path / "call.wav"
+    _stereo_call(call)
+    copies, total = replicate([call], 20 / 60, tmp_path / "copies")
+    assert len(copies) == 3 and len({c.name for c in copies}) == 3
+    assert abs(total - 24.0) < 0.01
+
+
+def test_bench_batch_reports_throughput_memory_and_the_peer(tmp_path):
+    call = tmp_path / "call.wav"
+    _stereo_call(call)
+    egemaps = importlib.util.find_spec("opensmile") is not None
+    report, figures = benchmark(BatchBenchOptions(recordings=[call], minutes=0.1, workers=(1,),
+                                                  repeats=1, egemaps=egemaps, command="x"))
+    (run,) = figures["batch"]
+    assert run["workers"] == 1 and abs(run["audio_s"] - 8.0) < 0.01
+    for key in ("x_realtime", "x_realtime_per_worker", "x_realtime_end_to_end",
+                "audio_s_per_cpu_s", "worker_peak_rss_mb"):
+        assert run[key] > 0, key
+    assert figures["format"] == "8000 Hz, 2 channel(s), ULAW"
+    assert "| workers |" in report
+    if egemaps:
+        assert figures["egemaps"]["segments"] >= 1
+        assert figures["edge_ser_vs_egemaps"] > 0
+        assert "eGeMAPS" in report
