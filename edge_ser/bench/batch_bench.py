@@ -32,7 +32,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 
 from edge_ser.batch.outputs import RUN_JSON
@@ -187,16 +186,9 @@ def egemaps_over_segments(batch_out: Path, recordings: list[Path]) -> dict:
     """openSMILE eGeMAPS v02 functionals of every segment the batch found, one thread."""
     from edge_ser.audio import read_audio, resample
     from edge_ser.batch.paths import recording_dir
-    from edge_ser.bench.peers import PeerUnavailable
+    from edge_ser.bench.peers import egemaps_extractor
 
-    try:
-        import opensmile
-    except ImportError as exc:
-        raise PeerUnavailable(f"opensmile is not installed ({exc}); pip install "
-                              "'edge-ser[bench]'") from None
-    smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
-                            feature_level=opensmile.FeatureLevel.Functionals)
-    smile.process_signal(np.zeros(SAMPLE_RATE_HZ, dtype=np.float32), SAMPLE_RATE_HZ)
+    smile = egemaps_extractor()
     wall = cpu = audio_s = speech_s = 0.0
     segments = 0
     for path in recordings:

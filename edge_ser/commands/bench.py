@@ -69,11 +69,7 @@ AUDIO_SUFFIXES = (".wav", ".flac")
 
 
 def _run_batch(args: argparse.Namespace) -> int:
-    import json
-
-    from edge_ser.atomic_write import write_text_atomic
     from edge_ser.bench.batch_bench import BatchBenchOptions, benchmark
-    from edge_ser.bench.peers import PeerUnavailable
 
     try:
         workers = tuple(int(w) for w in args.workers.split(","))
@@ -97,22 +93,10 @@ def _run_batch(args: argparse.Namespace) -> int:
         model=str(args.model) if args.model else None, backend=args.backend,
         precision=args.precision, egemaps=not args.no_egemaps,
         command="python main.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
-    try:
-        report, figures = benchmark(options, log=lambda m: print(f"bench: {m}", file=sys.stderr))
-    except PeerUnavailable as exc:
-        raise UsageError(str(exc)) from None
-    if args.out:
-        write_text_atomic(args.out, report)
-        print(f"bench: wrote {args.out}", file=sys.stderr)
-    if args.json:
-        write_text_atomic(args.json, json.dumps(figures, indent=2) + "\n")
-    print(report)
-    return 0
+    return _report(benchmark, options, args.out, args.json)
 
 
 def _run_stream(args: argparse.Namespace) -> int:
-    from edge_ser.atomic_write import write_text_atomic
-    from edge_ser.bench.peers import PeerUnavailable
     from edge_ser.bench.stream_bench import BenchOptions, benchmark
 
     if args.minutes <= 0 or args.memory_minutes <= 0 or args.repeats < 1:
@@ -125,12 +109,24 @@ def _run_stream(args: argparse.Namespace) -> int:
         backend=args.backend, precision=args.precision, minutes=args.minutes,
         memory_minutes=args.memory_minutes, repeats=args.repeats,
         command="python main.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    return _report(benchmark, options, args.out, None)
+
+
+def _report(benchmark, options, out: Path | None, json_out: Path | None) -> int:
+    """Run a benchmark, print its markdown report and write it (and its figures) if asked."""
+    import json
+
+    from edge_ser.atomic_write import write_text_atomic
+    from edge_ser.bench.peers import PeerUnavailable
+
     try:
-        report, _ = benchmark(options, log=lambda m: print(f"bench: {m}", file=sys.stderr))
+        report, figures = benchmark(options, log=lambda m: print(f"bench: {m}", file=sys.stderr))
     except PeerUnavailable as exc:
         raise UsageError(str(exc)) from None
-    if args.out:
-        write_text_atomic(args.out, report)
-        print(f"bench: wrote {args.out}", file=sys.stderr)
+    if out:
+        write_text_atomic(out, report)
+        print(f"bench: wrote {out}", file=sys.stderr)
+    if json_out:
+        write_text_atomic(json_out, json.dumps(figures, indent=2) + "\n")
     print(report)
     return 0
