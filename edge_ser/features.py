@@ -1,4 +1,4 @@
-"""Log-mel features for the runtime: numpy + numba, offline and incremental, no torch.
+"""Log-mel features for the runtime: offline and incremental, no torch.
 
 The definition is the one the training front end (`train.frontend.LogMel`, torchaudio) uses:
 
@@ -14,25 +14,35 @@ the parity test against torchaudio then only measures torchaudio's own float32 r
 
 Chunking invariance: `log_mel(x)` and any sequence of `accept` calls over the pieces of `x` run
 the same per-frame code, and each frame's result depends only on that frame's samples: the FFT
-transforms each row on its own, and the mel sum is a numba loop with a fixed summation order
+transforms each row on its own, and the mel sum adds each filter's bins in ascending order
 (a BLAS matmul is not used because its result for a row can change with the number of rows).
 So the concatenated streaming output equals the offline output bit for bit.
+
+Kernels: this module holds the definition; the per-frame work runs in one of two
+implementations, chosen by name (`KERNELS`) and imported only when first chosen:
+
+    "numba"  `edge_ser.mel_numba`: compiled loops, the fastest; importing numba and loading the
+             compiled kernels adds about 150 MiB of resident memory.
+    "numpy"  `edge_ser.mel_numpy`: plain numpy, about 0.4 ms more CPU per second of audio and
+             numba never imported.
+
+Both do the same float64 operations in the same order with the same numpy FFT, so they give
+the same float32 numbers bit for bit, and a stream may use either.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
-from numba import types
 
 from edge_ser.contract import (
     F_MAX_HZ,
     F_MIN_HZ,
     HOP_SAMPLES,
-    LOG_FLOOR,
     N_FFT,
     N_MELS,
     SAMPLE_RATE_HZ,
@@ -45,6 +55,9 @@ N_FREQS = N_FFT // 2 + 1
 
 _BLOCK_FRAMES = 1024
 """Frames transformed per block, so a long recording never holds all its frames at once."""
+
+KERNELS = ("numba", "numpy")
+"""The implementations of the per-frame work, by name; see the module docstring."""
 
 
 def _hz_to_mel(freq_hz: float) -> float:
@@ -91,7 +104,7 @@ def _filter_supports(filterbank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first.astype(np.int64), stop.astype(np.int64)
 
 
-# Computed once at import; the kernels below read them and nothing writes them.
+# Computed once at import; the kernel modules read them and nothing writes them.
 _WINDOW = _periodic_hann()
 _FILTERBANK = _filterbank_f64()
 _FILTERS_BY_MEL = np.ascontiguousarray(_FILTERBANK.T)  # (N_MELS, N_FREQS): rows contiguous
@@ -112,83 +125,18 @@ def mel_filterbank() -> np.ndarray:
     return _FILTERBANK.astype(np.float32)
 
 
-# The kernels take every number as an argument: values baked in at compile time would outlive
-# a change to the contract in numba's on-disk cache, which only watches this file. Inputs are
-# typed read-only (writable arrays convert), so read-only caller buffers and the frozen module
-# constants are accepted; the signatures compile at import, not on the first audio chunk.
+FramesFunction = Callable[[np.ndarray, int], np.ndarray]
+"""(contiguous float32 samples, n_frames) -> the first n_frames frames, (n_frames, N_MELS)
+float32, frame 0 at sample 0: what each kernel module provides as `log_mel_frames`."""
 
 
-def _array(dtype: types.Type, ndim: int, readonly: bool = False) -> types.Array:
-    return types.Array(dtype, ndim, "C", readonly=readonly)
-
-
-@numba.njit(
-    types.void(
-        _array(types.float32, 1, readonly=True),
-        types.int64,
-        _array(types.float64, 1, readonly=True),
-        _array(types.float64, 2),
-    ),
-    cache=True,
-    nogil=True,
-)
-def _frame_and_window(samples, hop_samples, window, frames):
-    """frames[t] = samples[t * hop : t * hop + window.size] * window, in float64."""
-    for t in range(frames.shape[0]):
-        start = t * hop_samples
-        for i in range(window.size):
-            frames[t, i] = samples[start + i] * window[i]
-
-
-@numba.njit(
-    types.void(
-        _array(types.complex128, 2, readonly=True),
-        _array(types.float64, 2, readonly=True),
-        _array(types.int64, 1, readonly=True),
-        _array(types.int64, 1, readonly=True),
-        types.float64,
-        _array(types.float32, 2),
-    ),
-    cache=True,
-    nogil=True,
-)
-def _power_mel_log(spectra, filters, first_bin, stop_bin, log_floor, out):
-    """out[t, m] = log(sum_b |spectra[t, b]|^2 * filters[m, b] + log_floor) over the bins
-    first_bin[m] <= b < stop_bin[m] in ascending order, so a row never depends on other rows."""
-    power = np.empty(spectra.shape[1])
-    for t in range(spectra.shape[0]):
-        for b in range(spectra.shape[1]):
-            re = spectra[t, b].real
-            im = spectra[t, b].imag
-            power[b] = re * re + im * im
-        for m in range(filters.shape[0]):
-            acc = 0.0
-            for b in range(first_bin[m], stop_bin[m]):
-                acc += power[b] * filters[m, b]
-            out[t, m] = math.log(acc + log_floor)
-
-
-def _log_mel_frames(samples: np.ndarray, n_frames: int) -> np.ndarray:
-    """The first `n_frames` frames of `samples` (contiguous float32, frame 0 at sample 0).
-
-    Returns (n_frames, N_MELS) float32. The one per-frame code path of this module.
-    """
-    out = np.empty((n_frames, N_MELS), dtype=np.float32)
-    for first in range(0, n_frames, _BLOCK_FRAMES):
-        count = min(_BLOCK_FRAMES, n_frames - first)
-        frames = np.empty((count, WINDOW_SAMPLES), dtype=np.float64)
-        # Frame `first` starts at sample first * HOP_SAMPLES; the kernel reads count frames on.
-        _frame_and_window(samples[first * HOP_SAMPLES :], HOP_SAMPLES, _WINDOW, frames)
-        spectra = np.fft.rfft(frames, n=N_FFT, axis=-1)  # (count, N_FREQS) complex128
-        _power_mel_log(
-            spectra,
-            _FILTERS_BY_MEL,
-            _FILTER_FIRST_BIN,
-            _FILTER_STOP_BIN,
-            LOG_FLOOR,
-            out[first : first + count],
-        )
-    return out
+def _frames_function(kernels: str) -> FramesFunction:
+    """The `log_mel_frames` of the named kernels, importing their module on first use so that
+    choosing "numpy" never loads numba."""
+    if kernels not in KERNELS:
+        raise ValueError(f"unknown feature kernels {kernels!r}; choose one of "
+                         f"{', '.join(KERNELS)}")
+    return importlib.import_module(f"edge_ser.mel_{kernels}").log_mel_frames
 
 
 def _as_mono_float32(samples: np.ndarray) -> np.ndarray:
@@ -202,46 +150,57 @@ def _as_mono_float32(samples: np.ndarray) -> np.ndarray:
     return array
 
 
-def log_mel(samples: np.ndarray) -> np.ndarray:
+def log_mel(samples: np.ndarray, kernels: str = "numba") -> np.ndarray:
     """Offline log-mel features of a whole signal.
 
     samples: (num_samples,) mono float32 at SAMPLE_RATE_HZ (other float dtypes are cast).
+    kernels: one of KERNELS; the result is the same for each.
     Returns (num_frames(num_samples), N_MELS) float32; trailing samples that do not fill a
     window are ignored, as the streaming path keeps them waiting for more input.
     """
+    log_mel_frames = _frames_function(kernels)
     array = _as_mono_float32(samples)
-    return _log_mel_frames(array, num_frames(array.size))
+    return log_mel_frames(array, num_frames(array.size))
 
 
 @dataclass
 class FeatureState:
-    """Incremental state of one audio source: the samples not yet consumed by a frame.
+    """Incremental state of one audio source: the samples not yet consumed by a frame, and
+    the kernels that compute its frames.
 
     `tail[0]` is the first sample of the next frame; `tail` is always shorter than
     WINDOW_SAMPLES (a full window would already have produced that frame).
     """
 
     tail: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    kernels: str = "numba"
+    """One of KERNELS."""
 
 
-def init_state() -> FeatureState:
-    """A fresh state for a new audio source."""
-    return FeatureState()
+def init_state(kernels: str = "numba") -> FeatureState:
+    """A fresh state for a new audio source whose frames the named kernels compute.
+
+    The kernels are loaded here (ValueError for a name not in KERNELS), so the first audio
+    chunk does not pay for it.
+    """
+    _frames_function(kernels)
+    return FeatureState(kernels=kernels)
 
 
 def accept(state: FeatureState, samples: np.ndarray) -> np.ndarray:
     """Feed the next `samples` of a source; return the frames they complete.
 
-    samples: (num_samples,) mono float32, any length including 0. Updates `state` in place.
-    Returns (new_frames, N_MELS) float32. Over any chunking of a signal the returned blocks,
-    concatenated, equal `log_mel` of the whole signal exactly; each frame is computed once.
+    samples: (num_samples,) mono float32, any length including 0. Updates `state` in place;
+    `state.kernels` computes the frames. Returns (new_frames, N_MELS) float32. Over any
+    chunking of a signal the returned blocks, concatenated, equal `log_mel` of the whole signal
+    exactly; each frame is computed once.
     """
     chunk = _as_mono_float32(samples)
     # buffer[0] is the first sample of the next frame, so frame t of the buffer starts at
     # t * HOP_SAMPLES and the frames it completes are exactly num_frames(buffer.size).
     buffer = np.concatenate((state.tail, chunk)) if state.tail.size else chunk
     n_frames = num_frames(buffer.size)
-    features = _log_mel_frames(buffer, n_frames)
+    features = _frames_function(state.kernels)(buffer, n_frames)
     # The next frame starts n_frames hops in. What remains from there is shorter than one
     # window (else it would be another frame); copy it so no caller array or large buffer
     # stays referenced.

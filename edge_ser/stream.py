@@ -60,7 +60,7 @@ class Stream:
         self.sample_rate_hz = sample_rate_hz
         self.channel = channel
         self._resampler = StreamingResampler(sample_rate_hz)
-        self._features = features.init_state()
+        self._features = features.init_state(self._config.features.kernels)
         self._frames = FrameBuffer(N_MELS)
         self._vad = vad.init_state(self._config.vad)
         self._queue: deque[vad.VadEvent] = deque()

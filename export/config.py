@@ -10,7 +10,7 @@ from edge_ser.config import section, setting
 
 @dataclass(frozen=True)
 class EncoderExportConfig:
-    chunk_frames: int = setting(10, min=1, max=400,
+    chunk_frames: int = setting(20, min=1, max=400,
                                 help="encoder input frames per call; a multiple of the stride")
     opset: int = setting(contract.ONNX_OPSET, min=17, max=21, help="ONNX opset")
 
@@ -40,6 +40,9 @@ class GateConfig:
     max_ua_drop_points: float = setting(1.0, min=0.0, max=100.0,
                                         help="export fails if INT8 UA is lower than fp32 UA by "
                                              "more than this many points (classifier or fused)")
+    min_agreement: float = setting(0.95, min=0.0, max=1.0,
+                                   help="for unlabelled speech (an adapted model): export fails "
+                                   "if INT8 predicts the fp32 class on fewer of the clips")
     test_fraction: float = setting(0.2, min=0.05, max=0.9,
                                    help="held-out speaker share of the fixed split")
     seed: int = setting(0, min=0, help="seed of the fixed held-out speaker split")

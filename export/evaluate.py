@@ -63,3 +63,18 @@ def accuracy_gate(fp32: dict, int8: dict, max_drop_points: float,
             f"INT8 accuracy gate failed: {detail}; the limit is {max_drop_points} points. "
             "Try more calibration clips (calibration.clips) or another calibration.method")
     return {"max_drop_points": max_drop_points, "ua_drop_points": drops, "passed": True}
+
+
+def agreement_gate(fp32: dict[str, np.ndarray], int8: dict[str, np.ndarray],
+                   min_agreement: float, heads: tuple[str, ...] = ("classifier", "fused")) -> dict:
+    """Share of clips where INT8 predicts the fp32 class, per head: the gate of unlabelled
+    speech. Raises QuantizationGateError when any share is below `min_agreement`."""
+    agreement = {h: round(float(np.mean(fp32[h] == int8[h])), 4) for h in heads}
+    failed = {h: a for h, a in agreement.items() if a < min_agreement}
+    if failed:
+        detail = ", ".join(f"{h}: {a:.1%}" for h, a in failed.items())
+        raise QuantizationGateError(
+            f"INT8 accuracy gate failed: INT8 agrees with fp32 on {detail} of the clips, below "
+            f"{min_agreement:.0%}. Try more calibration clips (calibration.clips) or another "
+            "calibration.method")
+    return {"min_agreement": min_agreement, "agreement": agreement, "passed": True}

@@ -34,6 +34,7 @@ from export.errors import ExportError
 from export.graph_checks import check_deployable
 from export.head import head_parity
 from export.latency import onnxruntime_latency
+from export.memory_bank import save_memory_bank
 from export.parity import batch_consistency, stream_of_chunks, stream_parity
 from export.steps import FILES
 from train.trainer import load_checkpoint, predict_logits
@@ -68,15 +69,20 @@ class _Stages:
 
 
 def build_package(checkpoint: Path, out: Path, cfg: ExportConfig, force: bool = False,
-                  log=print) -> dict:
-    """Export `checkpoint` into the package folder `out`; returns the manifest."""
+                  log=print, data=None, bank: dict | None = None,
+                  extra: dict | None = None) -> dict:
+    """Export `checkpoint` into the package folder `out`; returns the manifest.
+
+    By default the speech comes from the checkpoint's training corpora (`ExportData`). An
+    adapted model passes its own `data` (`export.adapted_data.AdaptedExportData`), optionally
+    the memory `bank` to ship as it is, and `extra` manifest entries (its adaptation record)."""
     out = Path(out).resolve()
     if out.exists() and not force:
         raise ExportError(f"{out} exists; pass --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.staging."))
     try:
-        manifest = _build(Path(checkpoint), staging, cfg, log)
+        manifest = _build(Path(checkpoint), staging, cfg, log, data, bank, extra or {})
         staging.chmod(0o755)  # mkdtemp makes it private; a package is read by other users
         for path in staging.iterdir():
             path.chmod(0o644)
@@ -91,11 +97,13 @@ def build_package(checkpoint: Path, out: Path, cfg: ExportConfig, force: bool = 
     return manifest
 
 
-def _build(checkpoint: Path, root: Path, cfg: ExportConfig, log) -> dict:
+def _build(checkpoint: Path, root: Path, cfg: ExportConfig, log, data, given_bank: dict | None,
+           extra: dict) -> dict:
     stages = _Stages(log)
     model, train_cfg, payload = load_checkpoint(checkpoint)
     labels = tuple(payload["labels"])
-    data = ExportData.from_config(train_cfg, cfg.gate)
+    if data is None:
+        data = ExportData.from_config(train_cfg, cfg.gate)
     chunk = cfg.encoder.chunk_frames
     created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     commit = _git_commit()
@@ -131,12 +139,17 @@ def _build(checkpoint: Path, root: Path, cfg: ExportConfig, log) -> dict:
     parity["head_numpy_vs_torch_max_abs"] = head_parity(model, head)
     if parity["head_numpy_vs_torch_max_abs"] > cfg.parity.fp32_atol:
         raise ExportError(f"head parity failed: {parity['head_numpy_vs_torch_max_abs']:.3g}")
-    train_feats, train_clips = data.features(data.train, log)
-    bank = steps.write_memory_bank(model, root, train_feats, data.targets(train_clips), labels,
-                                   cfg)
+    if given_bank is None:
+        train_feats, train_clips = data.features(data.train, log)
+        bank = steps.write_memory_bank(model, root, train_feats, data.targets(train_clips),
+                                       labels, cfg)
+        origin = f"from {len(train_clips)} training clips"
+    else:
+        bank = given_bank
+        save_memory_bank(root / FILES["memory_bank"], bank)
+        origin = "given (the start model's)"
     bank_bytes = (root / FILES["memory_bank"]).stat().st_size
-    log(f"  memory bank: {len(bank['centroids'])} centroids from {len(train_clips)} training "
-        f"clips, {bank_bytes} bytes")
+    log(f"  memory bank: {len(bank['centroids'])} centroids {origin}, {bank_bytes} bytes")
     if bank_bytes > cfg.memory_bank.max_bytes:
         raise ExportError(f"memory bank of {bank_bytes} bytes exceeds memory_bank.max_bytes "
                           f"{cfg.memory_bank.max_bytes}")
@@ -150,31 +163,41 @@ def _build(checkpoint: Path, root: Path, cfg: ExportConfig, log) -> dict:
         "git_commit": commit, "versions": _versions()}
     manifest = steps.write_package_manifest(root, labels, spec, head, bank, cfg, quantization,
                                             created, provenance, metrics)
+    manifest.update(extra)
 
     stages.start("accuracy through the runtime path, INT8 gate")
     package = load_package(root)
     scorer = WindowScorer.from_package(package)
     targets = data.targets(heldout)
     accuracy = {"split": {"test_fraction": cfg.gate.test_fraction, "seed": cfg.gate.seed,
-                          "speaker_independent": data.heldout_is_unseen, "clips": len(heldout)}}
+                          "speaker_independent": data.heldout_is_unseen, "clips": len(heldout),
+                          "labelled": targets is not None}}
     predictions = {}
     for precision, backend in (("fp32", fp32), ("int8", int8)):
         pooled = evaluate.pooled_clips(backend, heldout_feats)
         predictions[precision] = evaluate.head_predictions(scorer, pooled)
+        if targets is None:
+            continue
         accuracy[precision] = evaluate.accuracy_report(predictions[precision], targets, heldout,
                                                        labels)
         log(f"  {precision}: UA classifier {accuracy[precision]['all']['classifier']['ua']:.1%}"
             f", memory {accuracy[precision]['all']['memory']['ua']:.1%}, fused "
             f"{accuracy[precision]['all']['fused']['ua']:.1%}")
     torch_pred = predict_logits(model, heldout_feats).argmax(1)
-    accuracy["torch_classifier"] = evaluate.accuracy_report(
-        {"classifier": torch_pred}, targets, heldout, labels)
     parity["runtime_fp32_vs_torch_agreement"] = float(
         np.mean(predictions["fp32"]["classifier"] == torch_pred))
-    accuracy["gate"] = evaluate.accuracy_gate(accuracy["fp32"], accuracy["int8"],
-                                              cfg.gate.max_ua_drop_points)
-    log(f"  INT8 gate passed: UA drop {accuracy['gate']['ua_drop_points']} points "
-        f"(limit {cfg.gate.max_ua_drop_points})")
+    if targets is None:  # unlabelled speech (an adapted model): INT8 must agree with fp32
+        accuracy["gate"] = evaluate.agreement_gate(predictions["fp32"], predictions["int8"],
+                                                   cfg.gate.min_agreement)
+        log(f"  INT8 gate passed: agreement with fp32 {accuracy['gate']['agreement']} "
+            f"(at least {cfg.gate.min_agreement})")
+    else:
+        accuracy["torch_classifier"] = evaluate.accuracy_report(
+            {"classifier": torch_pred}, targets, heldout, labels)
+        accuracy["gate"] = evaluate.accuracy_gate(accuracy["fp32"], accuracy["int8"],
+                                                  cfg.gate.max_ua_drop_points)
+        log(f"  INT8 gate passed: UA drop {accuracy['gate']['ua_drop_points']} points "
+            f"(limit {cfg.gate.max_ua_drop_points})")
 
     stages.start("size and speed")
     sizes = {name: (root / name).stat().st_size for name in FILES.values()}

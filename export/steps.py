@@ -99,9 +99,9 @@ def write_package_manifest(root: Path, labels: tuple[str, ...], spec: dict, head
         "head": {"file": FILES["head"], "pooled_dim": 2 * spec["channels"],
                  "embedding_dim": int(head["projection_weight"].shape[0])},
         "memory_bank": {"file": FILES["memory_bank"], "centroids": int(len(bank["centroids"])),
-                        "centroids_per_class": cfg.memory_bank.centroids_per_class,
-                        "temperature": cfg.memory_bank.temperature,
-                        "top_k": cfg.memory_bank.top_k, "dtype": "float16",
+                        "centroids_per_class": int(np.bincount(bank["centroid_labels"]).max()),
+                        "temperature": float(bank["temperature"]),
+                        "top_k": int(bank["top_k"]), "dtype": "float16",
                         "scoring": "per class, mean of the top_k cosine similarities; softmax "
                                    "over classes at temperature"},
         "fusion": {"rule": "log_linear", "memory_weight": cfg.fusion.memory_weight,

@@ -14,11 +14,15 @@ from torch.nn import functional as F
 from edge_ser.cli import main
 from edge_ser.config import load_config
 from edge_ser.contract import SAMPLE_RATE_HZ
+from edge_ser.events import SegmentResult
+from edge_ser.package import load_package
+from edge_ser.recognizer import Recognizer
 from train.adapt import (
     AdaptData,
     adapt,
     batch_statistics,
     embed_all,
+    embed_domain,
     predict,
     reestimate_bn_statistics,
 )
@@ -143,6 +147,22 @@ def test_batch_statistics_leave_running_statistics_and_reestimation_replaces_the
     assert not model.training and all(m.momentum == 0.1 for m in layers)
 
 
+def test_domain_embeddings_use_the_whole_domain_statistics_whatever_the_order():
+    torch.manual_seed(0)
+    model = EmotionModel(ModelConfig(channels=8, dilations=(1,), embedding_dim=8), 64, 4).eval()
+    rng = np.random.default_rng(1)
+    feats = [(rng.normal(2.0, 3.0, (int(rng.integers(40, 90)), 64))).astype(np.float32)
+             for _ in range(30)]
+    before = copy.deepcopy(model.state_dict())
+    emb, _ = embed_domain(model, feats, own_statistics=True)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    order = rng.permutation(len(feats))
+    shuffled, _ = embed_domain(model, [feats[i] for i in order], own_statistics=True)
+    assert torch.allclose(shuffled, emb[order], atol=1e-5)  # each row: the same statistics
+    plain, _ = embed_domain(model, feats, own_statistics=False)
+    assert not torch.allclose(plain, emb, atol=1e-3)  # running statistics differ
+
+
 def write_recordings(folder, n_files: int = 4):
     """Files of speech-like bursts between silences at 22.05 kHz, one corrupt file, one text."""
     folder.mkdir()
@@ -199,7 +219,9 @@ def test_adapt_command_without_source_audio_writes_an_adapted_model(tmp_path, ca
     out = tmp_path / "adapted"
     status = main(["adapt", "--target", str(tmp_path / "calls"), "--out", str(out),
                    "--model", str(tmp_path / "start.pt"), "--set", "optim.epochs=2",
-                   "--set", "optim.threads=1", "--set", "target.min_segments=4"])
+                   "--set", "optim.threads=1", "--set", "target.min_segments=4",
+                   # a random 8-channel model's near-tied classes flip under INT8
+                   "--export-set", "gate.min_agreement=0.5"])
     assert status == 0
     printed = capsys.readouterr().out
     assert "epoch   2/2" in printed and "broken.wav" in printed
@@ -209,14 +231,22 @@ def test_adapt_command_without_source_audio_writes_an_adapted_model(tmp_path, ca
     assert record["source"]["corpora"] == [] and "memory bank" in record["source"]["memory"]
     assert sum(record["target_predictions"].values()) == 12
     assert payload["extra"]["adaptation"]["method"] == "nnpm"
+    # the output is a complete model package that ships the start model's memory bank
+    package = load_package(out)
+    assert package.manifest["adaptation"]["method"] == "nnpm"
+    assert package.manifest["adaptation"]["target"]["segments"] == 12
+    gate = package.manifest["metrics"]["accuracy"]["gate"]
+    assert gate["passed"] and "agreement" in gate
     with np.load(out / "memory_bank.npz", allow_pickle=False) as bank:
         assert bank["centroids"].shape == (8, 8) and list(bank["labels"]) == list(
             payload["labels"])
     assert (out / "adapt_config.resolved.yaml").is_file()
+    events = Recognizer.from_options(out).process_file(tmp_path / "calls" / "call0.flac")
+    assert any(isinstance(e, SegmentResult) for e in events)
     # an adapted model carries its memory bank, so it can be adapted again without source
     again = main(["adapt", "--target", str(tmp_path / "calls"), "--out", str(tmp_path / "b"),
                   "--model", str(out), "--set", "optim.epochs=1", "--set",
-                  "target.min_segments=4"])
+                  "target.min_segments=4", "--export-set", "gate.min_agreement=0.5"])
     assert again == 0
 
 
@@ -254,7 +284,8 @@ def test_adapt_command_with_source_corpora_runs_full_nnpm(tmp_path):
                  str(tmp_path / "start.pt"), "--source", str(tmp_path / "toy"),
                  "--set", "optim.epochs=2", "--set", "optim.threads=1",
                  "--set", "augment.views=1", "--set", f"source.cache_dir={tmp_path / 'cache'}",
-                 "--set", "target.min_segments=4"]) == 0
+                 "--set", "target.min_segments=4",
+                 "--export-set", "gate.min_agreement=0.5"]) == 0
     _, loaded_cfg, payload = load_checkpoint(out / "model.pt")
     record = payload["extra"]["adaptation"]
     assert record["source"]["clips"] == 16 and record["pseudo_labels"]["mean_set_size"] >= 1
@@ -262,6 +293,10 @@ def test_adapt_command_with_source_corpora_runs_full_nnpm(tmp_path):
     assert "mem" in record["history"][0] and "ml" in record["history"][0]
     with np.load(out / "memory_bank.npz", allow_pickle=False) as bank:
         assert sorted(set(bank["centroid_labels"].tolist())) == [0, 1]
+    # the bank is rebuilt from the source utterances through the adapted model
+    package = load_package(out)
+    assert "from 16 training clips" not in package.manifest["adaptation"]["source"]["memory"]
+    assert package.manifest["adaptation"]["source"]["clips"] == 16
 
 
 @pytest.mark.parametrize("name", ["default", "table"])

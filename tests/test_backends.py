@@ -49,10 +49,11 @@ def test_wrong_shapes_are_refused_with_the_expected_shape(small_package):  # noq
     _, package = small_package
     backend = create_backend(package, "onnxruntime", "int8")
     state = backend.init_state(1)
-    with pytest.raises(ValueError, match=r"feats must be \(batch, 10, 64\)"):
+    chunk = package.chunk_frames
+    with pytest.raises(ValueError, match=rf"feats must be \(batch, {chunk}, 64\)"):
         backend.run(np.zeros((1, 7, contract.N_MELS), np.float32), state)
     with pytest.raises(ValueError, match=r"state\[0\] has shape"):
-        backend.run(np.zeros((2, 10, contract.N_MELS), np.float32), state)
+        backend.run(np.zeros((2, chunk, contract.N_MELS), np.float32), state)
     with pytest.raises(ValueError, match="onnxruntime runs the package's ONNX encoders"):
         create_backend(package, "onnxruntime", "fp16")
 

@@ -71,3 +71,23 @@ def test_shipped_configs_are_valid():
     root = Path(__file__).parent.parent / "configs"
     for path in sorted(root.rglob("*.yaml")):
         load_config(classes[path.relative_to(root).parts[0]], path)
+
+
+@pytest.mark.parametrize("kernels", ["numba", "numpy"])
+def test_runtime_feature_kernels_accept_numba_and_numpy(kernels):
+    from edge_ser.runtime_config import RuntimeConfig
+
+    assert RuntimeConfig().features.kernels == "numba"
+    cfg = load_config(RuntimeConfig, None, [f"features.kernels={kernels}"])
+    assert cfg.features.kernels == kernels
+
+
+def test_runtime_feature_kernels_reject_other_names():
+    from edge_ser.runtime_config import RuntimeConfig
+
+    for name in ("torch", "Numba", ""):
+        with pytest.raises(ConfigError, match=r"'features\.kernels' = .* is not allowed; "
+                                              r"choose one of numba, numpy"):
+            load_config(RuntimeConfig, None, [f"features.kernels={name}"])
+    with pytest.raises(ConfigError, match="'features.kernels' must be a string"):
+        load_config(RuntimeConfig, None, ["features.kernels=1"])

@@ -71,7 +71,8 @@ def small_package(tmp_path_factory):
 def test_round_trip_loads_and_carries_the_contract(small_package):
     model, package = small_package
     assert package.labels == LABELS
-    assert package.chunk_frames == 10 and package.stride == model.encoder.stride
+    assert package.chunk_frames == export_config().encoder.chunk_frames == 20
+    assert package.stride == model.encoder.stride
     assert package.embedding_channels == 16
     meta = {p.key: p.value for p in onnx.load(str(package.encoder_path("int8"))).metadata_props}
     assert json.loads(meta[contract.METADATA_PREFIX + "labels"]) == list(LABELS)
@@ -188,7 +189,7 @@ def test_tensorrt_profiles_follow_the_manifest(small_package, tmp_path):
                               tmp_path / "e.engine", tmp_path / "cache", ExportConfig().tensorrt)
     assert "--stronglyTyped" in command and "--profile=1" in command
     assert command.count("--minShapes=") == 2
-    assert f"{contract.ENCODER_INPUT}:1x10x{contract.N_MELS}" in command
+    assert f"{contract.ENCODER_INPUT}:1x{package.chunk_frames}x{contract.N_MELS}" in command
 
 
 def test_fp16_graph_keeps_float32_io_and_the_numbers(small_package):

@@ -25,7 +25,8 @@ def test_export_check_reports_the_deployable_graphs(small_package, capsys):  # n
     summary = json.loads(capsys.readouterr().out)
     assert summary["labels"] == list(LABELS)
     assert summary["graphs"]["int8"]["quantized_ops"] > 0
-    assert summary["tensorrt_profiles"]["stream"]["feats"] == [[1, 10, 64]] * 3
+    chunk = small_package[1].chunk_frames
+    assert summary["tensorrt_profiles"]["stream"]["feats"] == [[1, chunk, 64]] * 3
 
 
 def test_export_trt_prints_the_trtexec_line(small_package, tmp_path, capsys):  # noqa: F811

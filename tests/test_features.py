@@ -1,6 +1,11 @@
-"""Runtime log-mel features: known answers, chunking invariance, parity with the torch front end."""
+"""Runtime log-mel features: known answers, chunking invariance, the numba and numpy kernels
+agreeing bit for bit, parity with the torch front end."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,9 +73,10 @@ def _bits(x: np.ndarray) -> np.ndarray:
 # --- shapes and known answers (numpy only) ---------------------------------------------------
 
 
+@pytest.mark.parametrize("kernels", features.KERNELS)
 @pytest.mark.parametrize("num_samples", [0, 1, 399, 400, 401, 559, 560, 561, 16_000, 16_001])
-def test_frame_count_follows_contract(num_samples: int) -> None:
-    out = features.log_mel(np.zeros(num_samples, dtype=np.float32))
+def test_frame_count_follows_contract(num_samples: int, kernels: str) -> None:
+    out = features.log_mel(np.zeros(num_samples, dtype=np.float32), kernels=kernels)
     assert out.shape == (contract.num_frames(num_samples), contract.N_MELS)
     assert out.dtype == np.float32
 
@@ -121,9 +127,10 @@ def test_rejects_multichannel_input() -> None:
 # --- streaming: any chunking gives the offline result, bit for bit ---------------------------
 
 
-def _stream(signal: np.ndarray, chunk_sizes: list[int]) -> np.ndarray:
+def _stream(signal: np.ndarray, chunk_sizes: list[int], kernels: str = "numba") -> np.ndarray:
     """Feed `signal` through accept() in the given chunk sizes, then the remainder."""
-    state = features.init_state()
+    state = features.init_state(kernels)
+    assert state.kernels == kernels
     pieces, position = [], 0
     for size in [*chunk_sizes, signal.size, 0]:
         block = features.accept(state, signal[position : position + size])
@@ -171,6 +178,70 @@ def test_accepts_read_only_and_float64_input() -> None:
     assert np.array_equal(_bits(out), _bits(OFFLINE[: out.shape[0]]))
     as_float64 = features.log_mel(SIGNAL[:5_000].astype(np.float64))
     assert np.array_equal(_bits(as_float64), _bits(out))
+
+
+# --- the numpy kernels: the numba kernels' numbers, bit for bit, without numba ---------------
+
+
+def _random_audio(seed: int, num_samples: int) -> np.ndarray:
+    """White noise at a random level from digital silence to beyond full scale."""
+    rng = np.random.default_rng(seed)
+    level = 10.0 ** rng.uniform(-9, 0.5)
+    return (level * rng.standard_normal(num_samples)).astype(np.float32)
+
+
+def test_numpy_kernels_equal_numba_offline() -> None:
+    # Random audio longer than two blocks of frames, the test signal, and a read-only buffer.
+    noise = _random_audio(RNG_SEED, (2 * features._BLOCK_FRAMES + 37) * contract.HOP_SAMPLES)
+    assert contract.num_frames(noise.size) > 2 * features._BLOCK_FRAMES
+    read_only = np.frombuffer(SIGNAL.tobytes(), dtype=np.float32)
+    for signal in (noise, SIGNAL, read_only):
+        by_numpy = features.log_mel(signal, kernels="numpy")
+        assert np.array_equal(_bits(by_numpy), _bits(features.log_mel(signal, kernels="numba")))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    num_samples=st.integers(0, 6_000),
+    chunk_sizes=st.lists(
+        st.one_of(st.just(0), st.just(1), st.integers(0, 170), st.integers(0, 1_500)),
+        max_size=60,
+    ),
+)
+def test_numpy_kernels_under_any_chunking_equal_numba_offline(
+    seed: int, num_samples: int, chunk_sizes: list[int]
+) -> None:
+    signal = _random_audio(seed, num_samples)
+    streamed = _stream(signal, chunk_sizes, kernels="numpy")
+    assert np.array_equal(_bits(streamed), _bits(features.log_mel(signal, kernels="numba")))
+
+
+def test_unknown_kernels_are_refused_with_the_allowed_names() -> None:
+    x = np.zeros(800, dtype=np.float32)
+    with pytest.raises(ValueError, match="'torch'.*numba, numpy"):
+        features.log_mel(x, kernels="torch")
+    with pytest.raises(ValueError, match="numba, numpy"):
+        features.init_state("Numpy")
+    with pytest.raises(ValueError, match="numba, numpy"):
+        features.accept(features.FeatureState(kernels="cuda"), x)
+
+
+def test_numpy_kernels_never_import_numba() -> None:
+    # A fresh interpreter: this one has numba loaded by the other tests.
+    script = (
+        "import sys\n"
+        "import numpy as np\n"
+        "import edge_ser.features\n"
+        "edge_ser.features.log_mel(np.zeros(16000, np.float32), kernels='numpy')\n"
+        "edge_ser.features.accept(edge_ser.features.init_state('numpy'), np.zeros(800))\n"
+        "assert 'numba' not in sys.modules, 'numba imported by the numpy kernels'\n"
+        "import edge_ser.runtime_config, edge_ser.stream\n"
+        "assert 'numba' not in sys.modules, 'numba imported by the runtime'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 # --- parity with the torch front end (skipped where torch is not installed) ------------------

@@ -23,7 +23,7 @@ from edge_ser.events import (
     read_jsonl,
 )
 from edge_ser.recognizer import Recognizer
-from edge_ser.runtime_config import RuntimeConfig, VadConfig, WindowConfig
+from edge_ser.runtime_config import FeaturesConfig, RuntimeConfig, VadConfig, WindowConfig
 
 RATE = 16_000
 RECOGNIZER = fake_recognizer()
@@ -67,6 +67,13 @@ def test_any_chunking_gives_the_offline_events(excerpt, excerpt_offline, cuts, s
     events += stream.input_finished()
     assert events == excerpt_offline
     assert len(segments(events)) == 3
+
+
+def test_numpy_feature_kernels_give_the_same_events(excerpt, excerpt_offline):
+    recognizer = fake_recognizer(RuntimeConfig(features=FeaturesConfig(kernels="numpy")))
+    stream = recognizer.create_stream(RATE)
+    assert stream._features.kernels == "numpy"
+    assert feed(stream, excerpt, [1600]) == excerpt_offline
 
 
 def test_one_sample_chunks_across_segment_boundaries(excerpt, excerpt_offline):

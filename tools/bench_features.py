@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edge_ser import features  # noqa: E402
-from edge_ser.bench import numpy_frontend  # noqa: E402
+from edge_ser import mel_numba as numba_kernels  # noqa: E402
+from edge_ser import mel_numpy as numpy_kernels  # noqa: E402
 from edge_ser.contract import (  # noqa: E402
     HOP_SAMPLES,
     LOG_FLOOR,
@@ -62,8 +63,8 @@ def numpy_dense(samples: np.ndarray, n_frames: int) -> np.ndarray:
     return np.log(mel + LOG_FLOOR).astype(np.float32)
 
 
-# Same filter supports as the streaming benchmark's plain-numpy front end.
-_BINS, _WEIGHTS = numpy_frontend._BINS, numpy_frontend._WEIGHTS
+# Same filter supports as the runtime's plain-numpy kernels.
+_BINS, _WEIGHTS = numpy_kernels._BINS, numpy_kernels._WEIGHTS
 
 
 def numpy_sparse(samples: np.ndarray, n_frames: int) -> np.ndarray:
@@ -126,7 +127,8 @@ def bench_stream(name: str, chunk_samples: int, signal: np.ndarray, repeats: int
 
 
 VARIANTS: dict[str, FramesFn] = {
-    "numba": features._log_mel_frames,
+    "numba": numba_kernels.log_mel_frames,
+    "numpy (runtime)": numpy_kernels.log_mel_frames,
     "numpy-dense": numpy_dense,
     "numpy-sparse": numpy_sparse,
 }
@@ -169,7 +171,7 @@ def stage_variants() -> dict[str, dict[str, FramesFn]]:
 
     def frame_numba(samples: np.ndarray, n_frames: int) -> np.ndarray:
         frames = np.empty((n_frames, WINDOW_SAMPLES))
-        features._frame_and_window(samples, HOP_SAMPLES, features._WINDOW, frames)
+        numba_kernels._frame_and_window(samples, HOP_SAMPLES, features._WINDOW, frames)
         return frames
 
     spectra = {}
@@ -182,7 +184,7 @@ def stage_variants() -> dict[str, dict[str, FramesFn]]:
 
     def mel_numba(samples: np.ndarray, n_frames: int) -> np.ndarray:
         out = np.empty((n_frames, N_MELS), dtype=np.float32)
-        features._power_mel_log(
+        numba_kernels._power_mel_log(
             spectrum(samples, n_frames),
             features._FILTERS_BY_MEL,
             features._FILTER_FIRST_BIN,

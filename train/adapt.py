@@ -16,6 +16,7 @@ frozen so the memory and classifier keep the meaning they were trained with.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -169,6 +170,21 @@ def reestimate_bn_statistics(model: EmotionModel, feats_list: list[np.ndarray],
         model.eval()
 
 
+@torch.no_grad()
+def embed_domain(model: EmotionModel, feats_list: list[np.ndarray], own_statistics: bool
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(embeddings, logits) of whole utterances of one domain, in input order.
+
+    own_statistics: batch norm normalises with this domain's statistics, averaged over all of
+    `feats_list` (on a copy of the model), as a model used on that domain does; else with the
+    model's running statistics. Statistics of single inference batches would differ from batch
+    to batch (`embed_all` groups utterances by length, and length goes with emotion)."""
+    if own_statistics:
+        model = copy.deepcopy(model)
+        reestimate_bn_statistics(model, feats_list)
+    return embed_all(model, feats_list, own_statistics=False)
+
+
 def _forward_pair(model: EmotionModel, source, target, mode: str):
     """Model outputs of a source and a target batch, each (feats, lengths) or None."""
     if source is None or target is None or mode == "separate":
@@ -232,7 +248,8 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
     target_clean = [v[0] for v in data.target_views]
 
     if method == "nnpm" and not source_free:
-        source_emb, _ = embed_all(model, [v[0] for v in data.source_views], own_statistics=True)
+        source_emb, _ = embed_domain(model, [v[0] for v in data.source_views],
+                                     own_statistics=cfg.batchnorm == "separate")
         memory = SourceMemory.from_features(source_emb, source_targets, n_classes)
     language_clf = None
     params = [p for p in model.parameters()]
@@ -346,7 +363,7 @@ def _refresh(cfg: AdaptConfig, model: EmotionModel, memory: SourceMemory,
              target_clean: list[np.ndarray]) -> tuple[nnpm.PseudoLabels, torch.Tensor]:
     """Pseudo multilabels and loss weights of every target utterance under the current model."""
     own = cfg.batchnorm == "separate"
-    features, _ = embed_all(model, target_clean, own_statistics=own)
+    features, _ = embed_domain(model, target_clean, own_statistics=own)
     pseudo = nnpm.label_targets(features, memory, cfg.nnpm.k, cfg.nnpm.temperature,
                                 cfg.nnpm.pseudo_label, cfg.nnpm.min_share)
     weights = (nnpm.class_balanced_weights(pseudo) if cfg.nnpm.balance_classes

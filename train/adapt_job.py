@@ -1,14 +1,15 @@
-"""`edge-ser adapt`: a model and a folder of unlabelled recordings in, an adapted model out.
+"""`edge-ser adapt`: a model and a folder of unlabelled recordings in, an adapted model package
+out.
 
     start   the model to adapt: a checkpoint (`.pt`, or a folder holding `model.pt`) or a model
             package (its memory bank; the weights from the checkpoint it was exported from)
     target  the folder's recordings, cut into speech segments (`train.target_audio`)
     source  --source corpora: full NNPM (source memory from their utterances, memory loss,
             source cross-entropy); none: NNPM from the model's own memory bank, no source audio
-    out     OUT/model.pt            checkpoint (loads like any training checkpoint; carries the
-                                    memory bank and the adaptation record)
-            OUT/memory_bank.npz     class centroids in the package format (no pickles)
-            OUT/adaptation.json     target description, sizes, settings, history, timings
+    out     a complete model package (`export.package_builder`: ONNX fp32 and INT8 encoders
+            calibrated on the target's segments, head, memory bank, model.json recording the
+            adaptation, and model.pt, the adapted checkpoint), plus
+            OUT/adaptation.json            target description, sizes, settings, history, timings
             OUT/adapt_config.resolved.yaml
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,9 @@ import numpy as np
 import torch
 
 from edge_ser.atomic_write import write_text_atomic
-from edge_ser.config import save_resolved, to_dict
+from edge_ser.config import load_config, save_resolved, to_dict
+from export.adapted_data import AdaptedExportData, FeatureItem
+from export.config import ExportConfig
 from train.adapt import AdaptData, AdaptResult, adapt, predict
 from train.adapt_config import AdaptConfig
 from train.config import TrainConfig
@@ -36,9 +40,7 @@ from train.trainer import TrainResult, load_checkpoint, save_checkpoint
 from train.views import load_views
 
 BANK_KEYS = ("centroids", "centroid_labels", "temperature", "top_k")
-DEFAULT_BANK_TEMPERATURE = 0.05
-DEFAULT_BANK_TOP_K = 2
-CENTROIDS_PER_CLASS = 8
+EXPORT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "export" / "default.yaml"
 
 
 class AdaptError(ValueError):
@@ -132,22 +134,10 @@ def load_sources(cfg: AdaptConfig, corpora: list[Path], labels: tuple[str, ...],
     return clips, views
 
 
-def compact_bank(memory: SourceMemory, labels: tuple[str, ...],
-                 centroids_per_class: int = CENTROIDS_PER_CLASS, seed: int = 0
-                 ) -> dict[str, np.ndarray]:
-    """Package-format memory bank: spherical k-means centroids per class of the memory slots."""
-    from export.config import MemoryBankConfig
-    from export.memory_bank import build_memory_bank
-
-    bank_cfg = MemoryBankConfig(centroids_per_class=centroids_per_class,
-                                temperature=DEFAULT_BANK_TEMPERATURE, top_k=DEFAULT_BANK_TOP_K,
-                                seed=seed)
-    return build_memory_bank(memory.slots.numpy(), memory.labels.numpy(), labels, bank_cfg)
-
-
 def run_adaptation(cfg: AdaptConfig, target: Path, out: Path, model_path: Path,
-                   sources: list[Path], log=print) -> dict:
-    """Adapt the model at `model_path` to the recordings in `target`; write it to `out`."""
+                   sources: list[Path], log=print, export_overrides: list[str] = ()) -> dict:
+    """Adapt the model at `model_path` to the recordings in `target`; export it into the model
+    package `out` (`configs/export/default.yaml` with `export_overrides`)."""
     started = time.perf_counter()
     start = load_start_model(model_path)
     log(f"model: {start.description.get('package') or start.description['checkpoint']} "
@@ -165,11 +155,14 @@ def run_adaptation(cfg: AdaptConfig, target: Path, out: Path, model_path: Path,
         + (f" ({len(target_audio.skipped)} unreadable, skipped)" if target_audio.skipped else ""))
 
     fixed_memory = None
+    source_items = []
     if sources:
         clips, views = load_sources(cfg, sources, start.labels, log)
         data = AdaptData.from_clips(start.labels, clips, views, target_audio.views)
         source_record = {"corpora": [str(s) for s in sources], "clips": len(clips),
                          "memory": f"{len(clips)} source utterances"}
+        source_items = [FeatureItem(str(c.path), c.corpus, c.label, v[0])
+                        for c, v in zip(clips, views)]
     else:
         data = AdaptData(labels=start.labels, target_views=target_audio.views)
         fixed_memory = SourceMemory.from_features(
@@ -180,12 +173,21 @@ def run_adaptation(cfg: AdaptConfig, target: Path, out: Path, model_path: Path,
     log(f"adapting with {cfg.method.upper()} ({'source corpora' if sources else 'no source audio'}"
         f", batch norm {cfg.batchnorm}), {cfg.optim.epochs} epochs")
     result = adapt(cfg, data, model=start.model, memory=fixed_memory, log=log)
-    bank = (compact_bank(result.memory, start.labels, seed=cfg.optim.seed)
-            if sources and result.memory is not None else start.bank)
     record = _record(cfg, start, target_audio, source_record, result, started)
-    _write(out, cfg, start, result, bank, record, sources)
-    log(f"wrote {out / 'model.pt'} ({record['seconds']:.0f} s); predicted classes on the "
-        "target: " + ", ".join(f"{k} {v}" for k, v in record["target_predictions"].items()))
+    export_data = AdaptedExportData(
+        labels=start.labels, train=source_items,
+        heldout=[FeatureItem(f"{seg.path}@{seg.start_s:.2f}s", "target", None, views[0])
+                 for seg, views in zip(target_audio.segments, target_audio.views)],
+        corpora=[{"name": "target", "path": str(target), "segments":
+                  len(target_audio.segments), "labelled": False}])
+    log("exporting the adapted model into a package")
+    export_cfg = load_config(ExportConfig, EXPORT_CONFIG, list(export_overrides))
+    _write(out, cfg, export_cfg, start, result, None if sources else start.bank, record,
+           sources, export_data, log)
+    record["seconds"] = round(time.perf_counter() - started, 1)
+    write_text_atomic(out / "adaptation.json", json.dumps(record, indent=2))
+    log(f"wrote the adapted model package {out} ({record['seconds']:.0f} s); predicted classes "
+        "on the target: " + ", ".join(f"{k} {v}" for k, v in record["target_predictions"].items()))
     return record
 
 
@@ -214,23 +216,27 @@ def _record(cfg: AdaptConfig, start: StartModel, target_audio, source_record: di
     }
 
 
-def _write(out: Path, cfg: AdaptConfig, start: StartModel, result: AdaptResult,
-           bank: dict[str, np.ndarray] | None, record: dict, sources: list[Path]) -> None:
+def _write(out: Path, cfg: AdaptConfig, export_cfg, start: StartModel, result: AdaptResult,
+           bank: dict[str, np.ndarray] | None, record: dict, sources: list[Path],
+           export_data: AdaptedExportData, log) -> None:
+    """The adapted checkpoint, exported into the package `out` (replacing what was there)."""
     import dataclasses
 
-    out.mkdir(parents=True, exist_ok=True)
+    from export.package_builder import build_package
+
     train_cfg = start.train_config
     if sources:
         train_cfg = dataclasses.replace(train_cfg, data=dataclasses.replace(
             train_cfg.data, corpora=tuple(str(s) for s in sources)))
-    extra: dict = {"adaptation": json.loads(json.dumps(record))}
-    if bank is not None:
-        extra["memory_bank"] = {
-            "centroids": torch.from_numpy(bank["centroids"].astype(np.float16)),
-            "centroid_labels": torch.from_numpy(bank["centroid_labels"].astype(np.int64)),
-            "temperature": float(bank["temperature"]), "top_k": int(bank["top_k"])}
-        np.savez(out / "memory_bank.npz", **bank)
-    save_checkpoint(TrainResult(result.model, start.labels, result.history, result.seconds),
-                    train_cfg, out / "model.pt", extra=extra)
-    write_text_atomic(out / "adaptation.json", json.dumps(record, indent=2))
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.adapt.") as tmp:
+        checkpoint = Path(tmp) / "model.pt"
+        save_checkpoint(TrainResult(result.model, start.labels, result.history, result.seconds),
+                        train_cfg, checkpoint,
+                        extra={"adaptation": json.loads(json.dumps(record))})
+        summary = {k: v for k, v in record.items() if k != "history"}
+        build_package(checkpoint, out, export_cfg, force=True,
+                      log=lambda m: log("  " + m), data=export_data, bank=bank,
+                      extra={"adaptation": json.loads(json.dumps(summary))})
     save_resolved(cfg, out, "adapt_config.resolved.yaml")

@@ -1,9 +1,10 @@
 """Resident memory over one long stream: real speech with pauses, looped for as long as asked.
 
-Runs in its own process (`python -m edge_ser.bench.memory --minutes 60`) so nothing else the
-benchmark loads (peers, other recordings) counts; prints one JSON object: the resident set size
-(VmRSS) at start, after loading the model, and every `--every-min` minutes of audio, plus the
-peak (VmHWM) and the time taken.
+Runs in its own process (`python -m edge_ser.bench.memory --minutes 60 --kernels numpy`) so
+nothing else the benchmark loads (peers, other recordings, the other feature kernels) counts;
+prints one JSON object: the resident set size (VmRSS) after each import the runtime needs, after
+loading the model and every `--every-min` minutes of audio, plus the peak (VmHWM), the time
+taken, and whether numba ended up imported.
 """
 
 from __future__ import annotations
@@ -41,28 +42,46 @@ def looped_chunks(audio: np.ndarray, total_samples: int, chunk_samples: int
         pos += n
 
 
-def measure(audio_path: Path, model: str | None, backend: str, precision: str, minutes: float,
-            every_min: float, chunk_ms: int) -> dict:
+def import_footprint(kernels: str) -> list[list]:
+    """[label, resident MiB] after each import, in the order the runtime needs them, with the
+    feature kernels `kernels`; numba gets a row of its own only when those kernels need it."""
     import importlib
 
-    # resident size after each import, in the order the runtime needs them
+    def imports(*modules: str):
+        return lambda: [importlib.import_module(module) for module in modules]
+
+    def load_kernels() -> None:
+        from edge_ser import features
+
+        features.init_state(kernels)  # imports the kernels' module
+
+    steps = [("onnxruntime", imports("onnxruntime")),
+             ("webrtcvad, soxr, soundfile", imports("webrtcvad", "soxr", "soundfile"))]
+    if kernels == "numba":
+        steps.append(("numba", imports("numba")))
+    steps += [(f"edge_ser.features ({kernels} kernels loaded)", load_kernels),
+              ("rest of the runtime", imports("edge_ser.recognizer", "edge_ser.backends",
+                                              "edge_ser.scoring"))]
     footprint = [["python + numpy", rss_mb()]]
-    for label, modules in (("onnxruntime", ["onnxruntime"]),
-                           ("webrtcvad, soxr, soundfile", ["webrtcvad", "soxr", "soundfile"]),
-                           ("numba", ["numba"]),
-                           ("edge_ser.features (numba kernels loaded)", ["edge_ser.features"]),
-                           ("rest of the runtime", ["edge_ser.recognizer", "edge_ser.backends",
-                                                    "edge_ser.scoring"])):
-        for module in modules:
-            importlib.import_module(module)
+    for label, load in steps:
+        load()
         footprint.append([label, rss_mb()])
+    return footprint
+
+
+def measure(audio_path: Path, model: str | None, backend: str, precision: str, minutes: float,
+            every_min: float, chunk_ms: int, kernels: str = "numba") -> dict:
+    footprint = import_footprint(kernels)
 
     from edge_ser.audio import load_mono_16k
     from edge_ser.contract import SAMPLE_RATE_HZ
     from edge_ser.recognizer import Recognizer
+    from edge_ser.runtime_config import FeaturesConfig, RuntimeConfig
 
-    report = {"rss_start_mb": footprint[0][1], "rss_imported_mb": rss_mb()}
-    recognizer = Recognizer.from_options(model, backend=backend, precision=precision)
+    report = {"kernels": kernels, "rss_start_mb": footprint[0][1], "rss_imported_mb": rss_mb()}
+    config = RuntimeConfig(features=FeaturesConfig(kernels=kernels))
+    recognizer = Recognizer.from_options(model, backend=backend, precision=precision,
+                                         config=config)
     footprint.append(["model package loaded", rss_mb()])
     report["footprint"] = footprint
     audio = load_mono_16k(audio_path)
@@ -83,7 +102,8 @@ def measure(audio_path: Path, model: str | None, backend: str, precision: str, m
     elapsed = time.perf_counter() - started
     report.update(trace=trace, rss_end_mb=rss_mb(), rss_peak_mb=rss_mb("VmHWM"),
                   audio_s=samples_fed / SAMPLE_RATE_HZ, elapsed_s=elapsed,
-                  segments=segments, rtf=elapsed / (samples_fed / SAMPLE_RATE_HZ))
+                  segments=segments, rtf=elapsed / (samples_fed / SAMPLE_RATE_HZ),
+                  numba_imported="numba" in sys.modules)
     recognizer.close()
     return report
 
@@ -97,9 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--every-min", type=float, default=5.0)
     parser.add_argument("--chunk-ms", type=int, default=100)
+    parser.add_argument("--kernels", default="numba",
+                        help="feature kernels, one of edge_ser.features.KERNELS")
     args = parser.parse_args(argv)
     report = measure(args.audio, args.model, args.backend, args.precision, args.minutes,
-                     args.every_min, args.chunk_ms)
+                     args.every_min, args.chunk_ms, args.kernels)
     print(json.dumps(report))
     return 0
 

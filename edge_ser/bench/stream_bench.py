@@ -8,14 +8,16 @@ thread, no numba parallelism), in one process, on the same audio: a real recordi
   16 kHz and at 48 kHz (resampler included), of silero-vad streaming the same audio, and of
   openSMILE eGeMAPS functionals over it;
 - processing time per 100 ms chunk (median, p99, max) and the split between the stages;
-- the same with the numpy front end instead of the numba kernels;
+- the same with the numpy feature kernels (`features.kernels: numpy`) instead of numba;
 - speech end to final segment result, in audio time, against a labels CSV of the recording;
-- resident memory over a long stream (a separate process, see `edge_ser.bench.memory`).
+- resident memory over a long stream, once with each feature kernels choice (a separate
+  process each, see `edge_ser.bench.memory`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -137,14 +139,30 @@ def _time_module_functions(totals: dict[str, float]):
         stream_module.vad.accept = originals["vad"]
 
 
-def numpy_features_identical(audio: np.ndarray) -> bool:
-    """Whether the numpy front end gives the shipped features bit for bit on `audio`."""
+def numpy_kernels_identical(audio: np.ndarray) -> bool:
+    """Whether the numpy feature kernels give the numba kernels' features bit for bit."""
     from edge_ser import features
-    from edge_ser.bench.numpy_frontend import log_mel_frames_numpy
-    from edge_ser.contract import num_frames
 
-    return bool(np.array_equal(features.log_mel(audio),
-                               log_mel_frames_numpy(audio, num_frames(audio.size))))
+    by_numpy = features.log_mel(audio, kernels="numpy")
+    by_numba = features.log_mel(audio, kernels="numba")
+    return bool(np.array_equal(by_numpy.view(np.uint32), by_numba.view(np.uint32)))
+
+
+def kernels_config(kernels: str, config=None):
+    """`config` (default: the defaults) with its feature kernels set to `kernels`."""
+    from edge_ser.runtime_config import FeaturesConfig, RuntimeConfig
+
+    config = config if config is not None else RuntimeConfig()
+    return dataclasses.replace(config, features=FeaturesConfig(kernels=kernels))
+
+
+def with_kernels(recognizer, kernels: str):
+    """A recognizer sharing `recognizer`'s package, backend and scorer, whose streams compute
+    features with `kernels`; close only the original (it owns the backend)."""
+    from edge_ser.recognizer import Recognizer
+
+    return Recognizer(recognizer.package, recognizer.backend,
+                      kernels_config(kernels, recognizer.config), scorer=recognizer.scorer)
 
 
 def median_run(recognizer, audio, rate_hz, repeats) -> PipelineRun:
@@ -175,11 +193,12 @@ def segment_latency(recognizer, audio: np.ndarray, labels_csv: Path) -> list[dic
     return rows
 
 
-def memory_run(audio_path: Path, model, backend: str, precision: str, minutes: float) -> dict:
-    """The long-stream memory measurement, in a fresh process."""
+def memory_run(audio_path: Path, model, backend: str, precision: str, minutes: float,
+               kernels: str) -> dict:
+    """The long-stream memory measurement with the given feature kernels, in a fresh process."""
     command = [sys.executable, "-m", "edge_ser.bench.memory", "--audio", str(audio_path),
                "--backend", backend, "--precision", precision, "--minutes", str(minutes),
-               "--every-min", str(minutes / 12)]
+               "--every-min", str(minutes / 12), "--kernels", kernels]
     if model is not None:
         command += ["--model", str(model)]
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -248,6 +267,7 @@ def benchmark(options: BenchOptions, log=print) -> tuple[str, dict]:
     """
     from edge_ser.audio import load_mono_16k
     from edge_ser.bench.peers import time_egemaps, time_silero
+    from edge_ser.features import KERNELS
     from edge_ser.recognizer import Recognizer
 
     facts = system_facts()
@@ -257,7 +277,8 @@ def benchmark(options: BenchOptions, log=print) -> tuple[str, dict]:
     figures: dict = {"audio_s": audio_s}
     with single_thread_limits():
         recognizer = Recognizer.from_options(options.model, backend=options.backend,
-                                             precision=options.precision, threads=1)
+                                             precision=options.precision, threads=1,
+                                             config=kernels_config("numba"))
         log(f"pipeline and silero-vad, alternating: {audio_s:.0f} s of audio x "
             f"{options.repeats}")
         run_pipeline(recognizer, audio[: 10 * SAMPLE_RATE_HZ], SAMPLE_RATE_HZ)  # warm up
@@ -281,9 +302,13 @@ def benchmark(options: BenchOptions, log=print) -> tuple[str, dict]:
             log("latency")
             figures["latency"] = segment_latency(recognizer, recording, options.labels)
         recognizer.close()
-    log(f"memory: {options.memory_minutes:.0f} min stream in a separate process")
-    figures["memory"] = memory_run(options.audio, options.model, options.backend,
-                                   options.precision, options.memory_minutes)
+    figures["memory"] = {}
+    for kernels in KERNELS:  # one after the other, so neither run disturbs the other
+        log(f"memory: {options.memory_minutes:.0f} min stream in a separate process, "
+            f"{kernels} feature kernels")
+        figures["memory"][kernels] = memory_run(options.audio, options.model, options.backend,
+                                                options.precision, options.memory_minutes,
+                                                kernels)
     from edge_ser.bench.report import render
 
     return render(options, facts, figures), figures
@@ -291,9 +316,8 @@ def benchmark(options: BenchOptions, log=print) -> tuple[str, dict]:
 
 def _variants(options: BenchOptions, recognizer, recording: np.ndarray, audio: np.ndarray,
               figures: dict, log) -> None:
-    """48 kHz input, the other precision, the stage split, and the numpy front end."""
+    """48 kHz input, the other precision, the stage split, and the numpy feature kernels."""
     from edge_ser.audio import resample
-    from edge_ser.bench.numpy_frontend import numpy_features
     from edge_ser.recognizer import Recognizer
 
     audio_s = audio.size / SAMPLE_RATE_HZ
@@ -312,12 +336,12 @@ def _variants(options: BenchOptions, recognizer, recording: np.ndarray, audio: n
     staged = run_pipeline(recognizer, audio, SAMPLE_RATE_HZ, stages=True)
     figures["stages_ms_per_s"] = {k: 1000 * v / audio_s for k, v in staged.stage_s.items()}
     figures["stages_ms_per_s"]["total"] = 1000 * staged.total_cpu_s / audio_s
-    log("numpy front end")
-    with numpy_features():
-        numpy_run = median_run(recognizer, audio, SAMPLE_RATE_HZ, options.repeats)
-        numpy_staged = run_pipeline(recognizer, audio, SAMPLE_RATE_HZ, stages=True)
+    log("numpy feature kernels")
+    on_numpy = with_kernels(recognizer, "numpy")
+    numpy_run = median_run(on_numpy, audio, SAMPLE_RATE_HZ, options.repeats)
+    numpy_staged = run_pipeline(on_numpy, audio, SAMPLE_RATE_HZ, stages=True)
     figures["numpy_rtf"], figures["numpy_rtf_cpu"] = numpy_run.rtf, numpy_run.rtf_cpu
-    figures["numpy_identical"] = numpy_features_identical(recording)
+    figures["numpy_identical"] = numpy_kernels_identical(recording)
     figures["numpy_chunk_ms"] = percentiles_ms(numpy_run.chunk_s)
     figures["features_ms_per_s"] = {
         "numba": 1000 * staged.stage_s["features"] / audio_s,

@@ -18,8 +18,9 @@ def add_parser(sub) -> None:
         "long ones are cut into speech segments) are labelled by their similarity to a memory "
         "of source emotional speech, and the model is trained on those pseudo multilabels. "
         "With --source corpora the memory holds their utterances; without, it is the model's "
-        "own memory bank and no source audio is needed. Writes OUT/model.pt, "
-        "OUT/memory_bank.npz, OUT/adaptation.json and the resolved config.")
+        "own memory bank and no source audio is needed. OUT becomes a complete model package "
+        "(encoders calibrated on the target's speech, memory bank, model.pt, the adaptation in "
+        "model.json) with OUT/adaptation.json and the resolved config beside it.")
     p.add_argument("--target", type=Path, required=True,
                    help="folder of unlabelled recordings in the new language")
     p.add_argument("--out", type=Path, required=True, help="output folder for the adapted model")
@@ -29,6 +30,9 @@ def add_parser(sub) -> None:
     p.add_argument("--source", type=Path, nargs="+", action="extend", default=[],
                    metavar="DIR", help="labelled source corpora (folders with labels.csv)")
     p.add_argument("--force", action="store_true", help="replace the contents of --out")
+    p.add_argument("--export-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of configs/export/default.yaml for the package export "
+                   "(repeatable), e.g. gate.min_agreement=0.9")
     add_config_options(p, DEFAULT_ADAPT_CONFIG)
 
 
@@ -49,5 +53,6 @@ def run(args: argparse.Namespace) -> int:
     if args.out.exists() and any(args.out.iterdir()) and not args.force:
         raise UsageError(f"{args.out}: exists and is not empty; pass --force to replace it")
     cfg = load_config(AdaptConfig, args.config, args.overrides)
-    run_adaptation(cfg, args.target, args.out, args.model, args.source)
+    run_adaptation(cfg, args.target, args.out, args.model, args.source,
+                   export_overrides=args.export_set)
     return 0
