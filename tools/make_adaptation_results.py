@@ -279,7 +279,26 @@ def mean_over(table: dict, system: str, key: str, settings) -> float:
                           for s in settings]))
 
 
-def render(results: dict, commands: list[str], config_name: str, seconds: float | None) -> str:
+def speaker_confound(data: Path, labels: tuple[str, ...]) -> list[str]:
+    """Markdown rows: how much each corpus' emotions go with its speakers. Where nearly every
+    speaker has one emotion, clusters of a target's unlabelled utterances are speakers, and a
+    method that labels clusters labels whole speakers right or wrong together."""
+    rows = []
+    for corpus in CORPORA:
+        clips = labelled(read_corpus(data / corpus), labels)
+        by_speaker: dict[str, dict[str, int]] = {}
+        for c in clips:
+            counts = by_speaker.setdefault(c.speaker, {})
+            counts[c.label] = counts.get(c.label, 0) + 1
+        majority = sum(max(v.values()) for v in by_speaker.values()) / len(clips)
+        single = sum(len(v) == 1 for v in by_speaker.values())
+        rows.append(f"| {corpus} | {len(clips)} | {len(by_speaker)} | {100 * majority:.0f}% | "
+                    f"{single} |")
+    return rows
+
+
+def render(results: dict, commands: list[str], config_name: str, seconds: float | None,
+           confound: list[str] | None = None) -> str:
     names = {**{k: d for k, (_, d) in SYSTEMS.items()}, **DERIVED}
     main = results["main"]
     settings = [s for s in SETTINGS if name_of(s) in main]
@@ -355,6 +374,11 @@ def render(results: dict, commands: list[str], config_name: str, seconds: float 
                 rows = [r["pseudo_ua"] for r in main[name].get(system, []) if "pseudo_ua" in r]
                 cells.append(stat(rows) if rows else "-")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if confound:
+        lines += ["", "## Emotion and speaker in the target corpora", "",
+                  "| corpus | 4-class clips | speakers | clips in their speaker's most frequent "
+                  "emotion | speakers with one emotion only |", "|---|---|---|---|---|",
+                  *confound]
     ablations = results.get("ablations") or {}
     if ablations:
         pairs = [p for p in PAIRS if name_of(p) in ablations]
@@ -412,7 +436,9 @@ def main() -> None:
         results.update(seconds=seconds, argv=sys.argv[1:])
         save_raw(args.raw, results)
         commands = [PROGRAM + " ".join(sys.argv[1:])]
-    write_text_atomic(args.out, render(results, commands, args.config.name, seconds))
+    labels = load_config(AdaptConfig, args.config, args.set).source.labels
+    confound = speaker_confound(args.data, labels) if (args.data / CORPORA[0]).is_dir() else None
+    write_text_atomic(args.out, render(results, commands, args.config.name, seconds, confound))
     print(f"wrote {args.out}")
 
 

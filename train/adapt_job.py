@@ -216,9 +216,9 @@ def _record(cfg: AdaptConfig, start: StartModel, target_audio, source_record: di
     }
 
 
-def _write(out: Path, cfg: AdaptConfig, export_cfg, start: StartModel, result: AdaptResult,
-           bank: dict[str, np.ndarray] | None, record: dict, sources: list[Path],
-           export_data: AdaptedExportData, log) -> None:
+def _write(out: Path, cfg: AdaptConfig, export_cfg: ExportConfig, start: StartModel,
+           result: AdaptResult, bank: dict[str, np.ndarray] | None, record: dict,
+           sources: list[Path], export_data: AdaptedExportData, log) -> None:
     """The adapted checkpoint, exported into the package `out` (replacing what was there)."""
     import dataclasses
 

@@ -1,0 +1,53 @@
+"""The adaptation table's bookkeeping: runs of single seeds merge into one table whose means
+and comparisons come from the numbers given (no training here)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+
+import make_adaptation_results as table  # noqa: E402
+
+
+def raw(seed: int, ua: dict[str, float]) -> dict:
+    """One seed's raw numbers: every setting, every system at the UA given per system."""
+    main = {table.name_of(s): {system: [{"adapt_ua": value + 0.01 * seed, "adapt_wa": value,
+                                         "unseen_ua": value, **({"pseudo_ua": 0.3}
+                                                                if system == "nnpm" else {})}]
+                               for system, value in ua.items()}
+            for s in table.SETTINGS}
+    return {"seeds": [seed], "main": main, "ablations": {},
+            "pseudo_start": {table.name_of(s): [0.35] for s in table.SETTINGS}}
+
+
+def test_seeds_run_apart_merge_into_one_table():
+    ua = {"source": 0.30, "source_bn": 0.31, "dann": 0.32, "dann_mixed": 0.29, "nnpm": 0.40,
+          "nnpm_sf": 0.36, "peer": 0.33}
+    merged = table.merge([raw(0, ua), raw(1, ua), raw(2, ua)])
+    assert merged["seeds"] == [0, 1, 2]
+    name = table.name_of(table.SETTINGS[0])
+    assert [r["adapt_ua"] for r in merged["main"][name]["nnpm"]] == pytest.approx(
+        [0.40, 0.41, 0.42])
+    text = table.render(merged, ["python tools/make_adaptation_results.py --seeds 0"],
+                        "table.yaml", None, ["| urdu | 400 | 29 | 96% | 26 |"])
+    assert "seeds 0, 1, 2" in text
+    # nnpm 41.0 mean vs source 31.0 and dann 33.0 (each +1 per seed, mean seed +1)
+    assert "NNPM's mean target UA is +10.0 points from source-only and +8.0 from DANN" in text
+    assert "NNPM is above source-only in 9 of 9 settings" in text
+    assert "| emodb->urdu | 31.0 ± 0.8 |" in text  # source-only, mean ± sd over the seeds
+    assert "| **mean of all** | 31.0 | 32.0 | 33.0 | 30.0 | 41.0 | 37.0 | 34.0 |" in text
+    assert "| urdu | 400 | 29 | 96% | 26 |" in text
+
+
+def test_a_system_missing_from_a_setting_is_left_out_of_the_columns():
+    ua = {"source": 0.30, "dann": 0.32, "nnpm": 0.28}
+    part = raw(0, ua)
+    del part["main"][table.name_of(table.SETTINGS[-1])]["dann"]
+    text = table.render(table.merge([part]), ["cmd"], "table.yaml", None)
+    header = next(line for line in text.splitlines() if line.startswith("| setting |"))
+    assert "DANN" not in header and "NNPM" in header
+    assert "NNPM against the baselines" not in text  # needs source-only and DANN everywhere
