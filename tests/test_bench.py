@@ -20,12 +20,13 @@ def test_numpy_kernels_give_the_numba_features_bit_for_bit():
 
 
 def test_with_kernels_shares_the_model_and_changes_only_the_kernels():
-    recognizer = fake_recognizer()
+    recognizer = with_kernels(fake_recognizer(), "numba")
     on_numpy = with_kernels(recognizer, "numpy")
     assert on_numpy.backend is recognizer.backend and on_numpy.scorer is recognizer.scorer
     assert on_numpy.config.features.kernels == "numpy"
     assert on_numpy.config.vad == recognizer.config.vad
     assert recognizer.config.features.kernels == "numba"
+    assert recognizer.create_stream()._features.kernels == "numba"
     assert on_numpy.create_stream()._features.kernels == "numpy"
 
 

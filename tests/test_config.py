@@ -77,7 +77,7 @@ def test_shipped_configs_are_valid():
 def test_runtime_feature_kernels_accept_numba_and_numpy(kernels):
     from edge_ser.runtime_config import RuntimeConfig
 
-    assert RuntimeConfig().features.kernels == "numba"
+    assert RuntimeConfig().features.kernels == "numpy"  # the default: no numba in the process
     cfg = load_config(RuntimeConfig, None, [f"features.kernels={kernels}"])
     assert cfg.features.kernels == kernels
 

@@ -285,8 +285,9 @@ def render(f: dict) -> str:
     lines = ["# Batch benchmark", "",
              f"Command: `{f['command']}`", "",
              "The calls are made from the shared corpora with `python tools/make_calls.py "
-             "--data ../shared/data --out calls --calls 10 --turns 8 --seed 0` (two speakers "
-             "on two channels, telephone band, 8 kHz mu-law, line noise).", "",
+             "--data ../shared/data --out DIR --calls 10 --turns 8 --seed 0`, DIR being the "
+             "folder given to the command (two speakers on two channels, telephone band, 8 kHz "
+             "mu-law, line noise).", "",
              f"Machine: {f['machine']}.", "",
              f"Audio: {f['recordings']} recordings ({f['source_recordings']} distinct, copied "
              f"round-robin), {f['audio_s'] / 60:.1f} min in total, {f['format']}.", "",
