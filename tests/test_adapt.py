@@ -120,12 +120,18 @@ def test_without_source_only_nnpm_with_a_memory_can_adapt():
               model=EmotionModel(config().model, 64, 4))
 
 
-def test_batch_statistics_leave_running_statistics_and_reestimation_replaces_them():
+def small_model_and_utterances(n: int, seed: int):
+    """A tiny model in eval mode and `n` utterances of random lengths, offset from zero."""
     torch.manual_seed(0)
     model = EmotionModel(ModelConfig(channels=8, dilations=(1,), embedding_dim=8), 64, 4).eval()
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     feats = [(rng.normal(2.0, 3.0, (int(rng.integers(40, 90)), 64))).astype(np.float32)
-             for _ in range(20)]
+             for _ in range(n)]
+    return model, feats, rng
+
+
+def test_batch_statistics_leave_running_statistics_and_reestimation_replaces_them():
+    model, feats, _ = small_model_and_utterances(20, seed=0)
     before = copy.deepcopy(model.state_dict())
     embed_all(model, feats, own_statistics=True)
     after = model.state_dict()
@@ -148,11 +154,7 @@ def test_batch_statistics_leave_running_statistics_and_reestimation_replaces_the
 
 
 def test_domain_embeddings_use_the_whole_domain_statistics_whatever_the_order():
-    torch.manual_seed(0)
-    model = EmotionModel(ModelConfig(channels=8, dilations=(1,), embedding_dim=8), 64, 4).eval()
-    rng = np.random.default_rng(1)
-    feats = [(rng.normal(2.0, 3.0, (int(rng.integers(40, 90)), 64))).astype(np.float32)
-             for _ in range(30)]
+    model, feats, rng = small_model_and_utterances(30, seed=1)
     before = copy.deepcopy(model.state_dict())
     emb, _ = embed_domain(model, feats, own_statistics=True)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
