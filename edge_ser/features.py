@@ -175,6 +175,11 @@ class FeatureState:
     tail: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     kernels: str = "numba"
     """One of KERNELS."""
+    frames: FramesFunction = field(init=False, repr=False)
+    """The kernels' `log_mel_frames`, resolved once here rather than on every chunk."""
+
+    def __post_init__(self) -> None:
+        self.frames = _frames_function(self.kernels)  # ValueError for an unknown name
 
 
 def init_state(kernels: str = "numba") -> FeatureState:
@@ -183,7 +188,6 @@ def init_state(kernels: str = "numba") -> FeatureState:
     The kernels are loaded here (ValueError for a name not in KERNELS), so the first audio
     chunk does not pay for it.
     """
-    _frames_function(kernels)
     return FeatureState(kernels=kernels)
 
 
@@ -200,7 +204,7 @@ def accept(state: FeatureState, samples: np.ndarray) -> np.ndarray:
     # t * HOP_SAMPLES and the frames it completes are exactly num_frames(buffer.size).
     buffer = np.concatenate((state.tail, chunk)) if state.tail.size else chunk
     n_frames = num_frames(buffer.size)
-    features = _frames_function(state.kernels)(buffer, n_frames)
+    features = state.frames(buffer, n_frames)
     # The next frame starts n_frames hops in. What remains from there is shorter than one
     # window (else it would be another frame); copy it so no caller array or large buffer
     # stays referenced.

@@ -224,7 +224,7 @@ def test_unknown_kernels_are_refused_with_the_allowed_names() -> None:
     with pytest.raises(ValueError, match="numba, numpy"):
         features.init_state("Numpy")
     with pytest.raises(ValueError, match="numba, numpy"):
-        features.accept(features.FeatureState(kernels="cuda"), x)
+        features.FeatureState(kernels="cuda")
 
 
 def test_numpy_kernels_never_import_numba() -> None:

@@ -1,13 +1,11 @@
 """Time the runtime log-mel front end: streaming cost per chunk and the offline real-time factor.
 
-Compares the shipped path (numba framing + numba power/mel/log kernel, numpy FFT) with two
-numpy-only variants of the same per-frame stages:
+Compares the runtime's two kernels (`features.kernels`: numba framing + numba power/mel/log,
+or plain numpy with a fixed-order mel sum; numpy FFT in both) with a third numpy variant:
 
 - numpy-dense:  strided view * window, rfft, power, BLAS matmul with the dense filterbank, log.
                 Fast, but a BLAS matmul may round a row differently depending on how many rows
                 it gets, so its streaming output is not guaranteed to equal the offline output.
-- numpy-sparse: the same, with the mel sum done as a fixed-order accumulation over each
-                filter's bins (chunking-invariant like the shipped kernel, in numpy only).
 
     python tools/bench_features.py [--repeats 7]
 
@@ -60,18 +58,6 @@ def _power(samples: np.ndarray, n_frames: int) -> np.ndarray:
 
 def numpy_dense(samples: np.ndarray, n_frames: int) -> np.ndarray:
     mel = _power(samples, n_frames) @ features._FILTERBANK
-    return np.log(mel + LOG_FLOOR).astype(np.float32)
-
-
-# Same filter supports as the runtime's plain-numpy kernels.
-_BINS, _WEIGHTS = numpy_kernels._BINS, numpy_kernels._WEIGHTS
-
-
-def numpy_sparse(samples: np.ndarray, n_frames: int) -> np.ndarray:
-    gathered = _power(samples, n_frames)[:, _BINS] * _WEIGHTS  # (n_frames, J, N_MELS)
-    mel = gathered[:, 0].copy()
-    for j in range(1, _BINS.shape[0]):  # fixed order: row results independent of n_frames
-        mel += gathered[:, j]
     return np.log(mel + LOG_FLOOR).astype(np.float32)
 
 
@@ -130,7 +116,6 @@ VARIANTS: dict[str, FramesFn] = {
     "numba": numba_kernels.log_mel_frames,
     "numpy (runtime)": numpy_kernels.log_mel_frames,
     "numpy-dense": numpy_dense,
-    "numpy-sparse": numpy_sparse,
 }
 
 

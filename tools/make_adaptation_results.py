@@ -32,7 +32,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -170,9 +169,7 @@ class Experiment:
         targets = np.array([self.labels.index(c.label) for c in source_clips])
         bank = build_memory_bank(clip_embeddings(model, feats), targets, self.labels,
                                  MemoryBankConfig())
-        return SourceMemory.from_features(torch.from_numpy(bank["centroids"].astype(np.float32)),
-                                          bank["centroid_labels"].astype(np.int64),
-                                          len(self.labels), fixed=True)
+        return SourceMemory.from_bank(bank, len(self.labels))
 
     def labelled_ua(self, per_clip: np.ndarray, clips) -> float:
         """UA of class indices `per_clip` (one per clip of `clips`, unlabelled clips included)

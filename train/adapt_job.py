@@ -165,9 +165,7 @@ def run_adaptation(cfg: AdaptConfig, target: Path, out: Path, model_path: Path,
                         for c, v in zip(clips, views)]
     else:
         data = AdaptData(labels=start.labels, target_views=target_audio.views)
-        fixed_memory = SourceMemory.from_features(
-            torch.from_numpy(start.bank["centroids"].astype(np.float32)),
-            start.bank["centroid_labels"].astype(np.int64), len(start.labels), fixed=True)
+        fixed_memory = SourceMemory.from_bank(start.bank, len(start.labels))
         source_record = {"corpora": [], "clips": 0,
                          "memory": f"the model's memory bank ({len(fixed_memory)} centroids)"}
     log(f"adapting with {cfg.method.upper()} ({'source corpora' if sources else 'no source audio'}"

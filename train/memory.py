@@ -41,6 +41,14 @@ class SourceMemory:
         slots = F.normalize(features.detach().float(), dim=1).clone()
         return cls(slots=slots, labels=labels, n_classes=n_classes, fixed=fixed)
 
+    @classmethod
+    def from_bank(cls, bank: dict[str, np.ndarray], n_classes: int) -> SourceMemory:
+        """The fixed memory of a package-format memory bank (`centroids`, `centroid_labels`):
+        the source of NNPM without source audio."""
+        return cls.from_features(torch.from_numpy(bank["centroids"].astype(np.float32)),
+                                 bank["centroid_labels"].astype(np.int64), n_classes,
+                                 fixed=True)
+
     def __len__(self) -> int:
         return len(self.slots)
 

@@ -52,6 +52,14 @@ class StateLayout:
         self.stride = package.stride
         self.out_channels = package.embedding_channels
         self._initial = package.initial_state()  # batch 1, read once
+        self._expected: dict[int, list[tuple[int, ...]]] = {}  # batch -> state shapes
+
+    def _shapes(self, batch: int) -> list[tuple[int, ...]]:
+        """The state tensors' shapes for `batch` streams (worked out once per batch size: every
+        encoder call checks them)."""
+        if batch not in self._expected:
+            self._expected[batch] = [state_shape(shape, batch) for shape in self.shapes]
+        return self._expected[batch]
 
     def init_state(self, batch: int) -> list[np.ndarray]:
         """The package's initial state repeated along each tensor's batch axis."""
@@ -72,10 +80,10 @@ class StateLayout:
             raise ValueError(f"state must hold {len(self.shapes)} tensors (from init_state), "
                              f"got {len(state)}")
         checked = []
-        for i, (tensor, shape) in enumerate(zip(state, self.shapes)):
+        for i, (tensor, expected) in enumerate(zip(state, self._shapes(batch))):
             tensor = np.ascontiguousarray(tensor, dtype=np.float32)
-            if tensor.shape != state_shape(shape, batch):
-                raise ValueError(f"state[{i}] has shape {tensor.shape}, expected "
-                                 f"{state_shape(shape, batch)} for a batch of {batch}")
+            if tensor.shape != expected:
+                raise ValueError(f"state[{i}] has shape {tensor.shape}, expected {expected} "
+                                 f"for a batch of {batch}")
             checked.append(tensor)
         return feats, checked
