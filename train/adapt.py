@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,25 +92,6 @@ def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
-@contextmanager
-def batch_statistics(model: nn.Module) -> Iterator[None]:
-    """Inference in which batch-norm layers normalise with the batch's own statistics (as in a
-    training step of that domain alone) and leave their running statistics untouched."""
-    was_training = model.training
-    layers = batchnorm_layers(model)
-    momenta = [m.momentum for m in layers]
-    model.eval()
-    for m in layers:
-        m.train()
-        m.momentum = 0.0  # running <- (1 - 0) * running + 0 * batch: unchanged
-    try:
-        yield
-    finally:
-        for m, momentum in zip(layers, momenta):
-            m.momentum = momentum
-        model.train(was_training)
-
-
 def _padded(feats_list: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     lengths = torch.tensor([len(f) for f in feats_list])
     batch = torch.zeros(len(feats_list), int(lengths.max()), contract.N_MELS)
@@ -128,25 +108,17 @@ def _by_length(feats_list: list[np.ndarray], batch_size: int) -> Iterator[np.nda
 
 
 @torch.no_grad()
-def embed_all(model: EmotionModel, feats_list: list[np.ndarray], own_statistics: bool,
-              batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """(embeddings (n, E), logits (n, K)) of whole utterances, in input order.
-
-    own_statistics: batch-norm layers use the statistics of these utterances' batches (a domain
-    normalised by itself), else the running statistics (plain inference)."""
+def embed_all(model: EmotionModel, feats_list: list[np.ndarray], batch_size: int = 64
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(embeddings (n, E), logits (n, K)) of whole utterances, in input order, with the model's
+    running batch-norm statistics (`embed_domain` normalises by a domain's own)."""
     embeddings = torch.empty(len(feats_list), model.classifier.in_features)
     logits = torch.empty(len(feats_list), model.classifier.out_features)
     model.eval()
-    with batch_statistics(model) if own_statistics else _nothing():
-        for idx in _by_length(feats_list, batch_size):
-            out, emb = model(*_padded([feats_list[i] for i in idx]))
-            embeddings[idx], logits[idx] = emb, out
+    for idx in _by_length(feats_list, batch_size):
+        out, emb = model(*_padded([feats_list[i] for i in idx]))
+        embeddings[idx], logits[idx] = emb, out
     return embeddings, logits
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 @torch.no_grad()
@@ -182,7 +154,7 @@ def embed_domain(model: EmotionModel, feats_list: list[np.ndarray], own_statisti
     if own_statistics:
         model = copy.deepcopy(model)
         reestimate_bn_statistics(model, feats_list)
-    return embed_all(model, feats_list, own_statistics=False)
+    return embed_all(model, feats_list)
 
 
 def _forward_pair(model: EmotionModel, source, target, mode: str):
@@ -388,5 +360,5 @@ def _progress_line(entry: dict, epochs: int, started: float) -> str:
 
 def predict(model: EmotionModel, feats_list: list[np.ndarray]) -> np.ndarray:
     """Class indices (n,) of whole utterances with the model's running statistics."""
-    _, logits = embed_all(model, feats_list, own_statistics=False)
+    _, logits = embed_all(model, feats_list)
     return logits.argmax(1).numpy()
