@@ -23,7 +23,7 @@ implementations, chosen by name (`KERNELS`) and imported only when first chosen:
 
     "numba"  `edge_ser.mel_numba`: compiled loops, the fastest; importing numba and loading the
              compiled kernels adds about 120 MiB of resident memory (docs/benchmarks.md).
-    "numpy"  `edge_ser.mel_numpy`: plain numpy, about 0.3 ms more CPU per second of audio and
+    "numpy"  `edge_ser.mel_numpy`: plain numpy, 0.2-0.3 ms more CPU per second of audio and
              numba never imported.
 
 Both do the same float64 operations in the same order with the same numpy FFT, so they give

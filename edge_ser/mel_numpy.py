@@ -1,7 +1,7 @@
 """The plain-numpy kernels of the log-mel front end (`features.kernels: numpy`).
 
 The same numbers as `edge_ser.mel_numba` bit for bit, without numba in the process: about
-120 MiB less resident memory for about 0.3 ms more CPU per second of audio. Framing is a
+120 MiB less resident memory for 0.2-0.3 ms more CPU per second of audio. Framing is a
 strided view times the window, in float64; the FFT is numpy's, as there; the mel sum adds each
 filter's bins in ascending order, one bin position at a time, as the numba loop does (a BLAS
 matmul could round a row differently with the number of rows, breaking chunking invariance).

@@ -89,7 +89,7 @@ class FeaturesConfig:
 
     kernels: str = setting("numpy", choices=KERNELS,
                            help="numpy never loads numba (about 120 MiB less resident memory); "
-                           "numba saves about 0.3 ms of CPU per second of audio; the features "
+                           "numba saves 0.2-0.3 ms of CPU per second of audio; the features "
                            "are the same bit for bit")
 
 
