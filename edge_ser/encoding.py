@@ -67,6 +67,26 @@ def finish(state: EncoderState, backend) -> np.ndarray:
     return out[:wanted]
 
 
+def encode_segment(backend, feats: np.ndarray) -> np.ndarray:
+    """All encoder frames of a whole segment's feature frames (n, N_MELS) in one call, for
+    backends with a whole-segment encoder (`backend.runs_segments`).
+
+    Returns (max(n // stride, 1), C) float32: the frames `feed` then `finish` give, up to float
+    rounding (`export.segment_graph`). The segment is padded on the right to a multiple of the
+    stride (at least one stride); as in `finish`, padded outputs are dropped.
+    """
+    feats = np.asarray(feats, dtype=np.float32)
+    n = feats.shape[0]
+    if n == 0:
+        return np.zeros((0, backend.out_channels), dtype=np.float32)
+    wanted = max(n // backend.stride, 1)
+    padded_frames = max(-(-n // backend.stride), 1) * backend.stride
+    padded = np.full((1, padded_frames, N_MELS), PAD_VALUE, dtype=np.float32)
+    padded[0, :n] = feats
+    out = backend.run_segment(padded, backend.init_state(1))
+    return np.asarray(out[0, :wanted], dtype=np.float32)
+
+
 def _run(state: EncoderState, backend, chunk: np.ndarray) -> np.ndarray:
     out, new_state = backend.run(chunk[np.newaxis], state.backend_state)
     state.backend_state = list(new_state)

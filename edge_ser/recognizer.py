@@ -82,9 +82,11 @@ class Recognizer:
         return cls(package, create_backend(package, name=backend, precision=precision,
                                            threads=threads), config)
 
-    def create_stream(self, sample_rate_hz: int = SAMPLE_RATE_HZ, channel: int = 0) -> Stream:
-        """A new stream for one audio source at `sample_rate_hz` (resampled to 16 kHz)."""
-        return Stream(self, sample_rate_hz, channel)
+    def create_stream(self, sample_rate_hz: int = SAMPLE_RATE_HZ, channel: int = 0,
+                      whole_segments: bool = False) -> Stream:
+        """A new stream for one audio source at `sample_rate_hz` (resampled to 16 kHz);
+        `whole_segments`: one encoder call per segment, for files (see `Stream`)."""
+        return Stream(self, sample_rate_hz, channel, whole_segments)
 
     def score(self, pooled: np.ndarray) -> Scored:
         """Score one pooled (2C,) vector (always batch 1, so the numbers never depend on what

@@ -1,4 +1,5 @@
-"""Runtime configuration: VAD segmentation, sliding windows, tracking, live input, features.
+"""Runtime configuration: VAD segmentation, sliding windows, tracking, live input, features,
+batch jobs.
 
 Frozen dataclasses loaded strictly by `edge_ser.config.load_config` from
 `configs/runtime/default.yaml` (or any YAML) plus `--set` overrides. Every value carries its
@@ -94,9 +95,20 @@ class FeaturesConfig:
 
 
 @dataclass(frozen=True)
+class BatchConfig:
+    """How `batch` runs the encoder over recordings."""
+
+    encoder_calls: str = setting("segment", choices=("segment", "chunk"),
+                                 help="segment: one call per speech segment, a fraction of the "
+                                 "CPU, results equal to streaming up to float rounding (1e-5); "
+                                 "chunk: the streaming engine's fixed chunks, equal bit for bit")
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
     vad: VadConfig = section(VadConfig)
     window: WindowConfig = section(WindowConfig)
     tracker: TrackerConfig = section(TrackerConfig)
     live: LiveConfig = section(LiveConfig)
     features: FeaturesConfig = section(FeaturesConfig)
+    batch: BatchConfig = section(BatchConfig)

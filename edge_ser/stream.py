@@ -1,14 +1,15 @@
 """One audio source: all the incremental state between raw samples and emotion events.
 
-    samples (source rate) -> StreamingResampler -> 16 kHz
-        -> features.accept (every 10 ms frame once) -> FrameBuffer
+    samples (source rate) -> StreamingResampler -> 16 kHz -> SampleBuffer
         -> vad.accept (webrtcvad frames, hysteresis) -> segment open/close events
-        -> per segment: encoding (fresh state, fixed chunks) -> windowing (running sums)
+        -> per segment: features.frames_of (each 10 ms frame of the segment once)
+        -> encoding (fresh state, fixed chunks) -> windowing (running sums)
         -> scorer (classifier + memory bank) -> tracker -> WindowUpdate / EmotionChange /
            SegmentResult
 
-A segment's frames are encoded as soon as they certainly belong to it (up to
+A segment's frames are computed and encoded as soon as they certainly belong to it (up to
 `vad.committed_end`), so when the VAD closes a segment only its last chunk is left to run.
+Feature frames are computed only for segments: silence costs the VAD and nothing else.
 Windows are scored one at a time (batch 1), so a window's numbers never depend on which other
 windows happened to complete in the same call. Together with the chunking-invariant resampler,
 features and VAD this makes the events of any chunking equal to those of one offline pass.
@@ -25,9 +26,9 @@ import numpy as np
 
 from edge_ser import encoding, features, tracker, vad, windowing
 from edge_ser.audio import StreamingResampler, to_mono
-from edge_ser.contract import FRAMES_PER_S, N_MELS, SAMPLE_RATE_HZ
+from edge_ser.contract import FRAMES_PER_S, HOP_SAMPLES, SAMPLE_RATE_HZ, num_frames
 from edge_ser.events import EmotionChange, Event, SegmentResult, WindowUpdate
-from edge_ser.frame_buffer import FrameBuffer
+from edge_ser.sample_buffer import SampleBuffer
 
 
 @dataclass
@@ -52,16 +53,22 @@ class Stream:
     `accept_waveform(samples)` takes float32 samples at the stream's rate, mono (n,) or
     (n, channels) (mixed down), any length; `input_finished()` ends the source and flushes the
     last segment. Both return the events completed by the call, in time order.
+
+    `whole_segments` (files, where no one waits for a segment's window updates): each segment
+    is encoded in one call once the VAD closes it, when the backend can (`runs_segments`), at
+    a fraction of the encoder CPU; the events are those of fixed chunks up to float rounding
+    (`backends.segment_graph`), and the window updates of a segment come out when it closes.
     """
 
-    def __init__(self, recognizer, sample_rate_hz: int, channel: int = 0) -> None:
+    def __init__(self, recognizer, sample_rate_hz: int, channel: int = 0,
+                 whole_segments: bool = False) -> None:
         self._recognizer = recognizer
         self._config = recognizer.config
         self.sample_rate_hz = sample_rate_hz
         self.channel = channel
         self._resampler = StreamingResampler(sample_rate_hz)
         self._features = features.init_state(self._config.features.kernels)
-        self._frames = FrameBuffer(N_MELS)
+        self._samples = SampleBuffer()
         self._vad = vad.init_state(self._config.vad)
         self._queue: deque[vad.VadEvent] = deque()
         self._tracker = tracker.init_state(recognizer.labels)
@@ -73,6 +80,8 @@ class Stream:
         frames_per_s = FRAMES_PER_S / backend.stride
         self._window_frames = max(1, round(self._config.window.window_s * frames_per_s))
         self._hop_frames = max(1, round(self._config.window.hop_s * frames_per_s))
+        # files only: the window updates of a segment then come out when it closes
+        self._whole_segments = whole_segments and backend.runs_segments
 
     # --- public ------------------------------------------------------------------------------
 
@@ -119,7 +128,7 @@ class Stream:
 
     def _push(self, samples_16k: np.ndarray, final: bool) -> list[Event]:
         self._samples_16k += samples_16k.size
-        self._frames.append(features.accept(self._features, samples_16k))
+        self._samples.append(samples_16k)
         self._queue.extend(vad.accept(self._vad, self._config.vad, samples_16k))
         events: list[Event] = []
         self._drain(events, final)
@@ -149,13 +158,21 @@ class Stream:
                 limit = segment.end_frame
             else:
                 limit = vad.committed_end(self._vad, self._config.vad)
+            frames_end = num_frames(self._samples.end)  # frames the samples so far complete
             if final:  # no more frames will come: the segment ends with the audio
-                limit = min(limit, self._frames.end)
+                limit = min(limit, frames_end)
                 if segment.end_frame is not None:
-                    segment.end_frame = min(segment.end_frame, self._frames.end)
-            upto = min(limit, self._frames.end)
+                    segment.end_frame = min(segment.end_frame, frames_end)
+            upto = min(limit, frames_end)
+            if self._whole_segments and (segment.end_frame is None or upto < segment.end_frame):
+                return  # the segment goes to the encoder in one call once it is complete
             if upto > segment.next_frame:
-                self._encode(segment, self._frames.get(segment.next_frame, upto), events)
+                feats = self._frames_between(segment.next_frame, upto)
+                if self._whole_segments:
+                    out = encoding.encode_segment(self._recognizer.backend, feats)
+                else:
+                    out = encoding.feed(segment.encoder, self._recognizer.backend, feats)
+                self._windows(segment, out, events)
                 segment.next_frame = upto
             if segment.end_frame is None or segment.next_frame < segment.end_frame:
                 return  # waiting for audio
@@ -177,9 +194,10 @@ class Stream:
         self._segments_started += 1
         return segment
 
-    def _encode(self, segment: _Segment, feats: np.ndarray, events: list[Event]) -> None:
-        out = encoding.feed(segment.encoder, self._recognizer.backend, feats)
-        self._windows(segment, out, events)
+    def _frames_between(self, first: int, end: int) -> np.ndarray:
+        """Feature frames [first, end) (absolute), computed from the kept samples."""
+        start, stop = features.sample_span(first, end)
+        return features.frames_of(self._features, self._samples.view(start, stop), end - first)
 
     def _windows(self, segment: _Segment, out: np.ndarray, events: list[Event]) -> None:
         stride = self._recognizer.backend.stride
@@ -234,11 +252,11 @@ class Stream:
         return {label: float(p) for label, p in zip(self._tracker.labels, probs)}
 
     def _trim(self) -> None:
-        """Forget feature frames that neither the open segment nor a future one can need."""
+        """Forget samples whose frames neither the open segment nor a future one can need."""
         keep = vad.earliest_start(self._vad, self._config.vad)
         if self._segment is not None:
             keep = min(keep, self._segment.next_frame)
         for event in self._queue:
             if isinstance(event, vad.SegmentOpen):
                 keep = min(keep, event.start_frame)
-        self._frames.trim(keep)
+        self._samples.trim(keep * HOP_SAMPLES)

@@ -128,11 +128,11 @@ def accept(state: VadState, config: VadConfig, samples: np.ndarray) -> list[VadE
     # webrtcvad reads 16-bit PCM; one conversion for all the frames of this call
     pcm = np.clip(np.round(buffer[:used] * 32768.0), -32768, 32767).astype("<i2")
     frame_bytes = state.frame_samples * 2
-    data = pcm.tobytes()
+    data = memoryview(pcm.tobytes())  # frames are sliced without copying
+    is_speech = state.detector.is_speech
     events: list[VadEvent] = []
     for i in range(n_frames):
-        voiced = state.detector.is_speech(data[i * frame_bytes:(i + 1) * frame_bytes],
-                                          SAMPLE_RATE_HZ)
+        voiced = is_speech(data[i * frame_bytes:(i + 1) * frame_bytes], SAMPLE_RATE_HZ)
         _step(state, config, voiced, events)
     return events
 
@@ -197,8 +197,10 @@ def _step(state: VadState, config: VadConfig, voiced: bool, events: list[VadEven
             events.append(_close(state, config, split=False))
         state.phase = Phase.IDLE
         return
+    if state.phase is not Phase.ACTIVE:
+        return
     split_at = state.speech_start + _ms_to_frames(config.max_segment_s * 1000)
-    if state.phase is Phase.ACTIVE and end >= split_at:
+    if end >= split_at:
         events.append(_close(state, config, split=True))
         # the speech goes on in a new segment from the split point (no pre-padding into the
         # segment just closed); it is announced once it is long enough

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from edge_ser.backends import segment_graph
 from edge_ser.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edge_ser.backends.torch_backend import TorchBackend
 from edge_ser.config import to_dict
@@ -122,6 +123,16 @@ def _build(checkpoint: Path, root: Path, cfg: ExportConfig, log, data, given_ban
     parity = fp32_parity(reference, fp32, speech, cfg)
     log(f"  parity torch vs onnxruntime over {parity['fp32_vs_torch']['chunks']} chunks: "
         f"max |diff| {parity['fp32_worst_abs']:.2e} (limit {cfg.parity.fp32_atol:g})")
+    if fp32.runs_segments:  # what batch jobs run (edge_ser.backends.segment_graph)
+        try:
+            parity["segment_vs_stream"] = segment_graph.check_parity(fp32, heldout_feats)
+        except segment_graph.SegmentGraphError as exc:
+            raise ExportError(f"whole-segment encoder on the held-out clips: {exc}") from None
+        log(f"  whole-segment encoder vs streaming over {len(heldout_feats)} clips: max |diff| "
+            f"{parity['segment_vs_stream']['max_abs_diff']:.2e}")
+    else:
+        parity["segment_vs_stream"] = {"unavailable": fp32.segment_status}
+        log(f"  no whole-segment encoder ({fp32.segment_status}); batch jobs will use chunks")
 
     stages.start("INT8 encoder (QDQ, static calibration)")
     calib_feats, _ = data.features(

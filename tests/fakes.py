@@ -22,7 +22,7 @@ class FakeBackend:
     random projection and tanh. Holds no per-stream state."""
 
     def __init__(self, chunk_frames: int = 8, stride: int = 2, out_channels: int = CHANNELS,
-                 seed: int = 0) -> None:
+                 seed: int = 0, runs_segments: bool = True) -> None:
         rng = np.random.default_rng(seed)
         self.chunk_frames = chunk_frames
         self.stride = stride
@@ -30,6 +30,8 @@ class FakeBackend:
         self._weights = (rng.standard_normal((N_MELS, out_channels)) * 0.05).astype(np.float32)
         self._bias = np.float32(0.5)
         self.calls = 0  # counts runs, for tests that check the encoder work; not stream state
+        self.segment_calls = 0
+        self.runs_segments = runs_segments
 
     def init_state(self, batch: int = 1) -> list[np.ndarray]:
         return [np.zeros((batch, self.stride, N_MELS), dtype=np.float32)]
@@ -38,8 +40,19 @@ class FakeBackend:
         if feats.shape[1:] != (self.chunk_frames, N_MELS):
             raise ValueError(f"expected (B, {self.chunk_frames}, {N_MELS}), got {feats.shape}")
         self.calls += 1
-        full = np.concatenate((state[0], feats), axis=1)  # (B, stride + chunk, mels)
-        n_out = self.chunk_frames // self.stride
+        return self._forward(feats, state)
+
+    def run_segment(self, feats: np.ndarray, state: list[np.ndarray]) -> np.ndarray:
+        if not self.runs_segments:
+            raise RuntimeError("this fake backend was made without whole-segment calls")
+        if feats.shape[1] % self.stride or feats.shape[2] != N_MELS:
+            raise ValueError(f"expected (B, k * {self.stride}, {N_MELS}), got {feats.shape}")
+        self.segment_calls += 1
+        return self._forward(feats, state)[0]
+
+    def _forward(self, feats: np.ndarray, state: list[np.ndarray]):
+        full = np.concatenate((state[0], feats), axis=1)  # (B, stride + frames, mels)
+        n_out = feats.shape[1] // self.stride
         groups = np.stack([full[:, j * self.stride:j * self.stride + 2 * self.stride].mean(1)
                            for j in range(n_out)], axis=1)  # (B, n_out, mels)
         frames = np.tanh((groups + self._bias) @ self._weights).astype(np.float32)

@@ -32,15 +32,20 @@ def test_bench_batch_reports_throughput_memory_and_the_peer(tmp_path):
     call = tmp_path / "call.wav"
     _stereo_call(call)
     egemaps = importlib.util.find_spec("opensmile") is not None
+    variants = (("chunk calls", ("batch.encoder_calls=chunk",)),)
     report, figures = benchmark(BatchBenchOptions(recordings=[call], minutes=0.1, workers=(1,),
-                                                  repeats=1, egemaps=egemaps, command="x"))
-    (run,) = figures["batch"]
-    assert run["workers"] == 1 and abs(run["audio_s"] - 8.0) < 0.01
-    for key in ("x_realtime", "x_realtime_per_worker", "x_realtime_end_to_end",
-                "audio_s_per_cpu_s", "worker_peak_rss_mb"):
-        assert run[key] > 0, key
+                                                  repeats=1, egemaps=egemaps, command="x",
+                                                  variants=variants))
+    run, chunked = figures["batch"]
+    assert (run["variant"], chunked["variant"]) == ("default", "chunk calls")
+    for r in (run, chunked):
+        assert r["workers"] == 1 and abs(r["audio_s"] - 8.0) < 0.01
+        for key in ("x_realtime", "x_realtime_per_worker", "x_realtime_end_to_end",
+                    "audio_s_per_cpu_s", "worker_peak_rss_mb"):
+            assert r[key] > 0, key
     assert figures["format"] == "8000 Hz, 2 channel(s), ULAW"
-    assert "| workers |" in report
+    assert "| configuration | workers |" in report
+    assert "| default | 1 |" in report and "| chunk calls | 1 |" in report
     if egemaps:
         assert figures["egemaps"]["segments"] >= 1
         assert figures["edge_ser_vs_egemaps"] > 0

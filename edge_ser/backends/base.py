@@ -34,6 +34,15 @@ class EncoderBackend(Protocol):
         new state)."""
         ...
 
+    runs_segments: bool
+    """Whether `run_segment` is available (onnxruntime: the whole-segment graph derived from
+    the package's encoder passed its check; see `segment_graph`)."""
+
+    def run_segment(self, feats: np.ndarray, state: list[np.ndarray]) -> np.ndarray:
+        """feats (1, T, N_MELS) float32, T a multiple of stride, from `state` (init_state(1))
+        -> frames (1, T // stride, C): a whole segment in one call (files, not live streams)."""
+        ...
+
     def close(self) -> None:
         """Release what the backend holds (sessions, engines, device memory)."""
         ...
@@ -65,14 +74,23 @@ class StateLayout:
         """The package's initial state repeated along each tensor's batch axis."""
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
+        if batch == 1:  # every segment starts here: a copy is cheaper than np.repeat
+            return [first.copy() for first in self._initial]
         return [np.repeat(first, batch, axis=axis)
                 for first, axis in zip(self._initial, self.batch_axes)]
 
-    def check(self, feats: np.ndarray, state: list[np.ndarray]
+    def check(self, feats: np.ndarray, state: list[np.ndarray], whole_segment: bool = False
               ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Validated contiguous float32 copies/views of one call's inputs."""
+        """Validated contiguous float32 copies/views of one call's inputs: a chunk of
+        chunk_frames or, with `whole_segment`, any positive multiple of the stride."""
         feats = np.ascontiguousarray(feats, dtype=np.float32)
-        if feats.ndim != 3 or feats.shape[1:] != (self.chunk_frames, contract.N_MELS):
+        if whole_segment:
+            if (feats.ndim != 3 or feats.shape[2] != contract.N_MELS or feats.shape[1] < 1
+                    or feats.shape[1] % self.stride):
+                raise ValueError(f"feats must be (batch, frames, {contract.N_MELS}) float32 with "
+                                 f"frames a positive multiple of {self.stride}, got shape "
+                                 f"{feats.shape}")
+        elif feats.ndim != 3 or feats.shape[1:] != (self.chunk_frames, contract.N_MELS):
             raise ValueError(f"feats must be (batch, {self.chunk_frames}, {contract.N_MELS}) "
                              f"float32, got shape {feats.shape}")
         batch = feats.shape[0]

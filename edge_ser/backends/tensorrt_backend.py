@@ -115,6 +115,7 @@ class TensorRTBackend:
         self.chunk_frames = package.chunk_frames
         self.stride = package.stride
         self.out_channels = package.embedding_channels
+        self.runs_segments = False  # engines are built for the fixed streaming chunk
         self.precision = precision
         self._lock = threading.Lock()
         self._buffers: dict[str, int] = {}
@@ -207,6 +208,10 @@ class TensorRTBackend:
                     array.ctypes.data, self._buffers[name], array.nbytes, d2h, self._stream))
             cuda_check(cudart, cudart.cudaStreamSynchronize(self._stream))
         return outputs[contract.ENCODER_OUTPUT], [outputs[n] for n in self._outputs[1:]]
+
+    def run_segment(self, feats: np.ndarray, state: list[np.ndarray]) -> np.ndarray:
+        raise RuntimeError("the TensorRT backend runs the fixed streaming chunk only; "
+                           "use run() chunk by chunk")
 
     def close(self) -> None:
         """Free device buffers, the stream, contexts and the engine. Safe to call twice."""

@@ -27,6 +27,7 @@ class TorchBackend:
         self.chunk_frames = chunk_frames
         self.stride = encoder.stride
         self.out_channels = encoder.out_dim
+        self.runs_segments = True  # forward_chunk takes any multiple of the stride
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, chunk_frames: int, threads: int = 1
@@ -74,6 +75,23 @@ class TorchBackend:
         finally:
             torch.set_num_threads(previous)
         return out.numpy(), [s.numpy() for s in new_state]
+
+    def run_segment(self, feats: np.ndarray, state: list[np.ndarray]) -> np.ndarray:
+        torch = self._torch
+        feats = np.ascontiguousarray(feats, dtype=np.float32)
+        if (feats.ndim != 3 or feats.shape[2] != contract.N_MELS or feats.shape[1] < 1
+                or feats.shape[1] % self.stride):
+            raise ValueError(f"feats must be (batch, frames, {contract.N_MELS}) with frames a "
+                             f"positive multiple of {self.stride}, got {feats.shape}")
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self._threads)
+        try:
+            with torch.no_grad():
+                out, _ = self._encoder.forward_chunk(
+                    torch.from_numpy(feats), tuple(torch.from_numpy(np.asarray(s)) for s in state))
+        finally:
+            torch.set_num_threads(previous)
+        return out.numpy()
 
     def close(self) -> None:
         self._encoder = None

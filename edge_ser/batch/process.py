@@ -102,7 +102,9 @@ def analyse(recognizer, recording: Recording, settings: JobSettings) -> Analysis
         if roles is None:
             channels = block.shape[1]
             roles = resolve_roles(channels, recording.roles, settings.default_roles)
-            streams = [(role, index, recognizer.create_stream(rate_hz, channel=index))
+            whole = recognizer.config.batch.encoder_calls == "segment"
+            streams = [(role, index, recognizer.create_stream(rate_hz, channel=index,
+                                                              whole_segments=whole))
                        for role, index in roles]
             per_channel_segments = [[] for _ in roles]
             per_channel_changes = [[] for _ in roles]

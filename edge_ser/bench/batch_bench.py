@@ -54,6 +54,16 @@ class BatchBenchOptions:
     egemaps: bool = True
     command: str = ""
     extra_args: list[str] = field(default_factory=list)
+    variants: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Further settings measured beside the default, as (name, runtime `--set` overrides)."""
+
+
+VARIANTS = (
+    ("chunk calls (bit-exact)", ("batch.encoder_calls=chunk",)),
+    ("numba kernels", ("features.kernels=numba",)),
+)
+"""What `bench batch` measures beside the default configuration: the streaming engine's
+fixed encoder chunks (results equal to streaming bit for bit) and the numba feature kernels."""
 
 
 def replicate(recordings: list[Path], minutes: float, folder: Path) -> tuple[list[Path], float]:
@@ -139,11 +149,14 @@ class BatchRun:
     worker_peak_mb: float
 
 
-def run_batch_once(inputs: Path, out: Path, workers: int, options: BatchBenchOptions) -> BatchRun:
-    """One `edge-ser batch` process over `inputs` (fresh `out`)."""
+def run_batch_once(inputs: Path, out: Path, workers: int, options: BatchBenchOptions,
+                   overrides: tuple[str, ...] = ()) -> BatchRun:
+    """One `edge-ser batch` process over `inputs` (fresh `out`), with runtime `overrides`."""
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-c", CLI, "batch", str(inputs), "--out", str(out), "--workers",
            str(workers), "--quiet", "--backend", options.backend, *options.extra_args]
+    for override in overrides:
+        cmd += ["--set", override]
     if options.model:
         cmd += ["--model", options.model]
     if options.precision:
@@ -217,14 +230,14 @@ def egemaps_over_segments(batch_out: Path, recordings: list[Path]) -> dict:
             "cpu_s": cpu, "x_realtime": audio_s / wall if wall > 0 else 0.0}
 
 
-def _summary(runs: list[BatchRun]) -> dict:
+def _summary(runs: list[BatchRun], variant: str) -> dict:
     med = statistics.median
     workers = runs[0].workers
     audio = runs[0].audio_s
     processing = med(r.processing_s for r in runs)
     end_to_end = med(r.end_to_end_s for r in runs)
     cpu = med(r.cpu_s for r in runs)
-    return {"workers": workers, "audio_s": audio, "runs": len(runs),
+    return {"variant": variant, "workers": workers, "audio_s": audio, "runs": len(runs),
             "processing_s": processing, "end_to_end_s": end_to_end, "cpu_s": cpu,
             "x_realtime": audio / processing,
             "x_realtime_per_worker": audio / processing / workers,
@@ -240,25 +253,28 @@ def benchmark(options: BatchBenchOptions, log=lambda _m: None) -> tuple[str, dic
         copies, total = replicate(options.recordings, options.minutes, inputs)
         log(f"{len(copies)} recordings, {total / 60:.1f} min of audio")
         results = []
-        last_out = None
+        variants = (("default", ()), *options.variants)
+        default_out = Path(tmp) / "out_default"
         for workers in options.workers:
-            runs = []
-            for i in range(options.repeats):
-                out = Path(tmp) / f"out_w{workers}"
-                runs.append(run_batch_once(inputs, out, workers, options))
-                log(f"workers {workers} pass {i + 1}: {runs[-1].processing_s:.2f} s")
-                last_out = out
-            results.append(_summary(runs))
+            runs: dict[str, list[BatchRun]] = {name: [] for name, _ in variants}
+            for i in range(options.repeats):  # variants interleaved: they see the same load
+                for v, (name, overrides) in enumerate(variants):
+                    out = default_out if v == 0 else Path(tmp) / f"out_variant{v}"
+                    runs[name].append(run_batch_once(inputs, out, workers, options, overrides))
+                    log(f"workers {workers}, {name}, pass {i + 1}: "
+                        f"{runs[name][-1].processing_s:.2f} s")
+            results += [_summary(runs[name], name) for name, _ in variants]
         peer = None
-        if options.egemaps and last_out is not None:
-            peer = egemaps_over_segments(last_out, copies)
+        if options.egemaps:
+            peer = egemaps_over_segments(default_out, copies)
             log(f"eGeMAPS over {peer['segments']} segments: {peer['wall_s']:.2f} s")
     figures = {"command": options.command, "recordings": len(copies),
                "source_recordings": len(options.recordings), "audio_s": total,
                "format": _describe(options.recordings[0]), "batch": results, "egemaps": peer,
                "machine": _machine()}
     if peer and peer["x_realtime"] > 0:
-        one = next((r for r in results if r["workers"] == 1), results[0])
+        default = [r for r in results if r["variant"] == "default"]
+        one = next((r for r in default if r["workers"] == 1), default[0])
         figures["edge_ser_vs_egemaps"] = one["x_realtime_per_worker"] / peer["x_realtime"]
     return render(figures), figures
 
@@ -297,18 +313,25 @@ def render(f: dict) -> str:
              "well). Each worker runs one "
              "recognizer on one CPU thread. Memory: peak resident size (VmHWM) of the largest "
              "worker process.", "",
-             "| workers | x real time (processing) | per worker | end to end | audio-s per CPU-s "
-             "| peak RSS per worker |",
-             "|---|---|---|---|---|---|"]
+             "*default* is the default configuration: one encoder call per speech segment "
+             "(results equal to streaming up to float rounding) and the numpy feature kernels. "
+             "The other rows change one setting each and ran interleaved with it: *chunk calls* "
+             "feed the encoder the streaming engine's fixed chunks (`--set "
+             "batch.encoder_calls=chunk`, results equal to streaming bit for bit); *numba "
+             "kernels* compute the features with numba (`--set features.kernels=numba`).", "",
+             "| configuration | workers | x real time (processing) | per worker | end to end "
+             "| audio-s per CPU-s | peak RSS per worker |",
+             "|---|---|---|---|---|---|---|"]
     for r in f["batch"]:
-        lines.append(f"| {r['workers']} | {r['x_realtime']:.0f}x | "
+        lines.append(f"| {r.get('variant', 'default')} | {r['workers']} | "
+                     f"{r['x_realtime']:.0f}x | "
                      f"{r['x_realtime_per_worker']:.0f}x | {r['x_realtime_end_to_end']:.0f}x | "
                      f"{r['audio_s_per_cpu_s']:.0f} | {r['worker_peak_rss_mb']:.0f} MiB |")
-    one = [r for r in f["batch"] if r["workers"] == 1]
-    more = [r for r in f["batch"] if r["workers"] > 1]
-    if one and more:
-        for r in more:
-            lines += ["", f"Scaling, {r['workers']} workers vs 1: "
+    for variant in dict.fromkeys(r.get("variant", "default") for r in f["batch"]):
+        rows = [r for r in f["batch"] if r.get("variant", "default") == variant]
+        one = [r for r in rows if r["workers"] == 1]
+        for r in (r for r in rows if r["workers"] > 1 and one):
+            lines += ["", f"Scaling of {variant}, {r['workers']} workers vs 1: "
                       f"{r['x_realtime'] / one[0]['x_realtime']:.2f}x the throughput."]
     peer = f.get("egemaps")
     if peer:

@@ -116,10 +116,10 @@ def run_pipeline(recognizer, audio: np.ndarray, rate_hz: int, stages: bool = Fal
 
 @contextlib.contextmanager
 def _time_module_functions(totals: dict[str, float]):
-    """CPU-time `features.accept` and `vad.accept` as the stream calls them."""
+    """CPU-time `features.frames_of` and `vad.accept` as the stream calls them."""
     from edge_ser import stream as stream_module
 
-    originals = {"features": stream_module.features.accept, "vad": stream_module.vad.accept}
+    originals = {"features": stream_module.features.frames_of, "vad": stream_module.vad.accept}
 
     def wrap(name, fn):
         def timed(*args, **kwargs):
@@ -130,12 +130,12 @@ def _time_module_functions(totals: dict[str, float]):
                 totals[name] += time.thread_time() - start
         return timed
 
-    stream_module.features.accept = wrap("features", originals["features"])
+    stream_module.features.frames_of = wrap("features", originals["features"])
     stream_module.vad.accept = wrap("vad", originals["vad"])
     try:
         yield
     finally:
-        stream_module.features.accept = originals["features"]
+        stream_module.features.frames_of = originals["features"]
         stream_module.vad.accept = originals["vad"]
 
 

@@ -55,6 +55,9 @@ def add_parser(sub) -> None:
     b.add_argument("--backend", choices=BACKEND_CHOICES, default="onnxruntime")
     b.add_argument("--precision", choices=PRECISION_CHOICES, default=None)
     b.add_argument("--no-egemaps", action="store_true", help="skip the openSMILE peer")
+    b.add_argument("--no-variants", action="store_true",
+                   help="measure the default configuration only (not also chunk calls and "
+                   "numba kernels)")
     b.add_argument("--json", type=Path, help="also write the figures as JSON here")
     b.add_argument("--out", type=Path, help="write the markdown report here")
 
@@ -69,7 +72,7 @@ AUDIO_SUFFIXES = (".wav", ".flac")
 
 
 def _run_batch(args: argparse.Namespace) -> int:
-    from edge_ser.bench.batch_bench import BatchBenchOptions, benchmark
+    from edge_ser.bench.batch_bench import VARIANTS, BatchBenchOptions, benchmark
 
     try:
         workers = tuple(int(w) for w in args.workers.split(","))
@@ -92,6 +95,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         recordings=recordings, minutes=args.minutes, workers=workers, repeats=args.repeats,
         model=str(args.model) if args.model else None, backend=args.backend,
         precision=args.precision, egemaps=not args.no_egemaps,
+        variants=() if args.no_variants else VARIANTS,
         command="python main.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     return _report(benchmark, options, args.out, args.json)
 
