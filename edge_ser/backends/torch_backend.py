@@ -61,11 +61,23 @@ class TorchBackend:
 
     def run(self, feats: np.ndarray, state: list[np.ndarray]
             ) -> tuple[np.ndarray, list[np.ndarray]]:
-        torch = self._torch
         feats = np.ascontiguousarray(feats, dtype=np.float32)
         if feats.ndim != 3 or feats.shape[1:] != (self.chunk_frames, contract.N_MELS):
             raise ValueError(f"feats must be (batch, {self.chunk_frames}, {contract.N_MELS}), "
                              f"got {feats.shape}")
+        return self._forward_chunk(feats, state)
+
+    def run_segment(self, feats: np.ndarray, state: list[np.ndarray]) -> np.ndarray:
+        feats = np.ascontiguousarray(feats, dtype=np.float32)
+        if (feats.ndim != 3 or feats.shape[2] != contract.N_MELS or feats.shape[1] < 1
+                or feats.shape[1] % self.stride):
+            raise ValueError(f"feats must be (batch, frames, {contract.N_MELS}) with frames a "
+                             f"positive multiple of {self.stride}, got {feats.shape}")
+        return self._forward_chunk(feats, state)[0]
+
+    def _forward_chunk(self, feats: np.ndarray, state: list[np.ndarray]
+                       ) -> tuple[np.ndarray, list[np.ndarray]]:
+        torch = self._torch
         previous = torch.get_num_threads()
         torch.set_num_threads(self._threads)
         try:
@@ -75,23 +87,6 @@ class TorchBackend:
         finally:
             torch.set_num_threads(previous)
         return out.numpy(), [s.numpy() for s in new_state]
-
-    def run_segment(self, feats: np.ndarray, state: list[np.ndarray]) -> np.ndarray:
-        torch = self._torch
-        feats = np.ascontiguousarray(feats, dtype=np.float32)
-        if (feats.ndim != 3 or feats.shape[2] != contract.N_MELS or feats.shape[1] < 1
-                or feats.shape[1] % self.stride):
-            raise ValueError(f"feats must be (batch, frames, {contract.N_MELS}) with frames a "
-                             f"positive multiple of {self.stride}, got {feats.shape}")
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self._threads)
-        try:
-            with torch.no_grad():
-                out, _ = self._encoder.forward_chunk(
-                    torch.from_numpy(feats), tuple(torch.from_numpy(np.asarray(s)) for s in state))
-        finally:
-            torch.set_num_threads(previous)
-        return out.numpy()
 
     def close(self) -> None:
         self._encoder = None
