@@ -196,7 +196,7 @@ def render(options: BenchOptions, facts: dict, f: dict) -> str:
     numpy_peak = memories["numpy"]["rss_peak_mb"]
     lines += [
         "",
-        "The encoder runs only on speech segments and their padding; features and the VAD run "
+        "Features and the encoder run only on speech segments and their padding; the VAD runs "
         "on all audio. The rest of the total is the stream's own bookkeeping.",
         "",
         "## What numba buys",
