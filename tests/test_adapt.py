@@ -101,6 +101,22 @@ def test_source_free_nnpm_adapts_from_a_fixed_memory_bank():
     assert torch.equal(memory.slots, centroids / centroids.norm(dim=1, keepdim=True))
 
 
+def test_nnpm_with_confident_selection_and_propagation_trains_on_a_growing_share():
+    data, y_target = two_domains()
+    source = adapt(config("method=source", "optim.epochs=4"), data, log=lambda _: None)
+    ours = adapt(config("method=nnpm", "optim.epochs=4", "nnpm.warmup_epochs=0",
+                        "optim.lr=0.001", "optim.warmup_epochs=0", "nnpm.select_share=0.2",
+                        "nnpm.select_share_end=0.5", "nnpm.propagation=0.5"),
+                 data, model=copy.deepcopy(source.model), log=lambda _: None)
+    selected = [h["pseudo"]["selected_share"] for h in ours.history]
+    # 4 refreshes: 0.2, 0.3, 0.4, 0.5 of every pseudo class (rounded up per class)
+    assert selected[0] == pytest.approx(0.2, abs=0.02)
+    assert selected[-1] == pytest.approx(0.5, abs=0.02)
+    assert selected == sorted(selected)
+    assert target_accuracy(ours.model, data, y_target) >= \
+        target_accuracy(source.model, data, y_target)
+
+
 @pytest.mark.parametrize("batchnorm", ["separate", "mixed"])
 def test_dann_runs_with_either_batchnorm_combination(batchnorm):
     data, _ = two_domains(n=64)

@@ -140,3 +140,58 @@ def test_diversity_loss_is_zero_for_balanced_and_log_k_for_collapsed_batches():
     collapsed[:, 2] = 50
     assert nnpm.diversity_loss(balanced).item() == pytest.approx(0.0, abs=1e-5)
     assert nnpm.diversity_loss(collapsed).item() == pytest.approx(math.log(4), abs=1e-5)
+
+
+def test_class_balanced_weights_over_the_kept_utterances_only():
+    shares = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])
+    pseudo = nnpm.pseudo_multilabels(shares, "single")
+    keep = torch.tensor([True, False, True, True])
+    w = nnpm.class_balanced_weights(pseudo, keep)
+    assert w[1].item() == 0.0
+    # class 0 keeps 0.9 + 0.6 = 1.5, class 1 keeps 0.7; both get half of 2.2
+    assert (w[0] + w[2]).item() == pytest.approx(1.1) and w[3].item() == pytest.approx(1.1)
+    assert w[0].item() / w[2].item() == pytest.approx(0.9 / 0.6)
+
+
+def _pseudo(top, confidence, n_classes=2):
+    top = torch.tensor(top)
+    confidence = torch.tensor(confidence)
+    shares = F.one_hot(top, n_classes).float() * confidence[:, None]
+    return nnpm.PseudoLabels(sets=F.one_hot(top, n_classes).bool(), top=top,
+                             confidence=confidence, shares=shares)
+
+
+def test_confident_selection_keeps_the_same_share_of_every_pseudo_class():
+    pseudo = _pseudo([0, 0, 0, 0, 1, 1], [0.9, 0.5, 0.7, 0.6, 0.4, 0.8])
+    assert nnpm.select_confident(pseudo, 0.5).tolist() == [True, False, True, False, False, True]
+    # at least one per class, however small the share
+    assert nnpm.select_confident(pseudo, 0.1).tolist() == [True, False, False, False, False, True]
+    assert nnpm.select_confident(pseudo, 1.0).all()
+    with pytest.raises(ValueError, match="share"):
+        nnpm.select_confident(pseudo, 0.0)
+
+
+def test_selected_share_grows_linearly_over_the_refreshes():
+    assert nnpm.scheduled_share(0.2, 0.5, 0, 5) == pytest.approx(0.2)
+    assert nnpm.scheduled_share(0.2, 0.5, 2, 5) == pytest.approx(0.35)
+    assert nnpm.scheduled_share(0.2, 0.5, 4, 5) == pytest.approx(0.5)
+    assert nnpm.scheduled_share(0.2, 0.5, 0, 1) == pytest.approx(0.2)
+
+
+def test_label_propagation_known_answer_on_two_mutual_neighbours():
+    feats = unit([1, 0.1], [1, 0])
+    shares = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert torch.equal(nnpm.propagate_shares(shares, feats, k=1, alpha=0.0, temperature=0.05),
+                       shares)
+    # Q_a = (1 - a) q_a + a Q_b and back: with a = 0.5, Q_a = (2 q_a + q_b) / 3
+    q = nnpm.propagate_shares(shares, feats, k=1, alpha=0.5, temperature=0.05, iterations=60)
+    assert torch.allclose(q, torch.tensor([[2 / 3, 1 / 3], [1 / 3, 2 / 3]]), atol=1e-6)
+
+
+def test_label_propagation_lets_a_cluster_outvote_an_odd_memory_vote():
+    # three utterances close together; the memory votes class 0 for two and class 1 for one
+    feats = unit([1, 0, 0], [1, 0.05, 0], [1, 0, 0.05], [0, 1, 0])
+    shares = torch.tensor([[0.8, 0.2], [0.7, 0.3], [0.4, 0.6], [0.1, 0.9]])
+    q = nnpm.propagate_shares(shares, feats, k=2, alpha=0.8, temperature=0.05)
+    assert torch.allclose(q.sum(1), torch.ones(4))
+    assert q[:3].argmax(1).tolist() == [0, 0, 0]

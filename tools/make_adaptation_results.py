@@ -41,8 +41,14 @@ from edge_ser.config import load_config  # noqa: E402
 from edge_ser.metrics import score  # noqa: E402
 from export.config import MemoryBankConfig  # noqa: E402
 from export.memory_bank import build_memory_bank, clip_embeddings  # noqa: E402
-from train import nnpm  # noqa: E402
-from train.adapt import AdaptData, adapt, embed_domain, predict, reestimate_bn_statistics  # noqa: E402
+from train.adapt import (  # noqa: E402
+    AdaptData,
+    adapt,
+    embed_domain,
+    predict,
+    reestimate_bn_statistics,
+    target_pseudo_labels,
+)
 from train.adapt_config import AdaptConfig  # noqa: E402
 from train.corpus import labelled, read_corpus, speaker_split  # noqa: E402
 from train.memory import SourceMemory  # noqa: E402
@@ -83,6 +89,9 @@ ABLATIONS = {  # NNPM variants: name -> (overrides, description)
     "k30": (["nnpm.k=30"], "k = 30"),
     "tau0.02": (["nnpm.temperature=0.02"], "temperature 0.02"),
     "tau0.2": (["nnpm.temperature=0.2"], "temperature 0.2"),
+    "all_labels": (["nnpm.select_share=1", "nnpm.select_share_end=1"],
+                   "every pseudo-label (no confident selection)"),
+    "propagation": (["nnpm.propagation=0.5"], "label propagation on the target, alpha 0.5"),
 }
 
 
@@ -181,14 +190,11 @@ class Experiment:
     def start_pseudo_ua(self, model, sources: tuple[str, ...], adapt_clips) -> float:
         """UA of the first pseudo-labels NNPM draws from the source model (diagnostic)."""
         clips = self.source_clips(sources)
-        cfg = self.base.nnpm
         source_emb, _ = embed_domain(model, [self.views[c.path][0] for c in clips], True)
         memory = SourceMemory.from_features(
             source_emb, np.array([self.labels.index(c.label) for c in clips]), len(self.labels))
-        target_emb, _ = embed_domain(model, [self.views[c.path][0] for c in adapt_clips],
-                                     True)
-        pseudo = nnpm.label_targets(target_emb, memory, cfg.k, cfg.temperature,
-                                    cfg.pseudo_label, cfg.min_share)
+        pseudo, _ = target_pseudo_labels(self.base, model, memory,
+                                         [self.views[c.path][0] for c in adapt_clips])
         return self.labelled_ua(pseudo.top.numpy(), adapt_clips)
 
     def score(self, model, scored: dict) -> dict[str, float]:

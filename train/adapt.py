@@ -249,10 +249,14 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
     pseudo = weights = None
     history: list[dict] = []
     step = 0
+    n_refreshes = len(range(warmup, cfg.optim.epochs, cfg.nnpm.refresh_epochs))
     for epoch in range(cfg.optim.epochs):
         nnpm_on = method == "nnpm" and epoch >= warmup
         if nnpm_on and (epoch - warmup) % cfg.nnpm.refresh_epochs == 0:
-            pseudo, weights = _refresh(cfg, model, memory, target_clean)
+            refresh = (epoch - warmup) // cfg.nnpm.refresh_epochs
+            share = nnpm.scheduled_share(cfg.nnpm.select_share, cfg.nnpm.select_share_end,
+                                         refresh, n_refreshes)
+            pseudo, weights = target_pseudo_labels(cfg, model, memory, target_clean, share)
         ramp = min(1.0, (epoch - warmup + 1) / (cfg.nnpm.ramp_epochs + 1)) if nnpm_on else 0.0
         model.train()
         if language_clf is not None:
@@ -302,7 +306,8 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
                  "train_acc": round(correct / seen, 4) if seen else None,
                  "seconds": round(time.perf_counter() - started, 1)}
         if nnpm_on and pseudo is not None:
-            entry["pseudo"] = pseudo.stats(labels)
+            entry["pseudo"] = {**pseudo.stats(labels),
+                               "selected_share": round(float((weights > 0).float().mean()), 3)}
         history.append(entry)
         log(_progress_line(entry, cfg.optim.epochs, started))
     model.eval()
@@ -311,7 +316,8 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
     if uses_target and cfg.target_bn_stats:
         reestimate_bn_statistics(model, target_clean)
     if method == "nnpm":
-        pseudo, _ = _refresh(cfg, model, memory, target_clean)
+        pseudo, _ = target_pseudo_labels(cfg, model, memory, target_clean,
+                                         cfg.nnpm.select_share_end)
     return AdaptResult(model, labels, memory, pseudo, history, time.perf_counter() - started)
 
 
@@ -331,15 +337,25 @@ def _target_terms(cfg: NNPMConfig, out_t, sets: torch.Tensor, weights: torch.Ten
     return terms
 
 
-def _refresh(cfg: AdaptConfig, model: EmotionModel, memory: SourceMemory,
-             target_clean: list[np.ndarray]) -> tuple[nnpm.PseudoLabels, torch.Tensor]:
-    """Pseudo multilabels and loss weights of every target utterance under the current model."""
+def target_pseudo_labels(cfg: AdaptConfig, model: EmotionModel, memory: SourceMemory,
+                         target_clean: list[np.ndarray], share: float = 1.0
+                         ) -> tuple[nnpm.PseudoLabels, torch.Tensor]:
+    """Pseudo multilabels and loss weights of every target utterance under the current model.
+
+    The memory's vote shares are smoothed over the target's own neighbour graph
+    (`nnpm.propagation`), then per pseudo class only its `share` most confident utterances
+    get a weight."""
     own = cfg.batchnorm == "separate"
     features, _ = embed_domain(model, target_clean, own_statistics=own)
-    pseudo = nnpm.label_targets(features, memory, cfg.nnpm.k, cfg.nnpm.temperature,
-                                cfg.nnpm.pseudo_label, cfg.nnpm.min_share)
-    weights = (nnpm.class_balanced_weights(pseudo) if cfg.nnpm.balance_classes
-               else pseudo.confidence)
+    c = cfg.nnpm
+    shares = nnpm.knn_class_shares(memory.similarities(features), memory.labels,
+                                   memory.n_classes, c.k, c.temperature)
+    shares = nnpm.propagate_shares(shares, features, c.propagation_k, c.propagation,
+                                   c.temperature)
+    pseudo = nnpm.pseudo_multilabels(shares, c.pseudo_label, c.min_share)
+    keep = nnpm.select_confident(pseudo, share)
+    weights = (nnpm.class_balanced_weights(pseudo, keep) if c.balance_classes
+               else pseudo.confidence * keep)
     return pseudo, weights
 
 

@@ -72,6 +72,18 @@ class NNPMConfig:
                                   help="pseudo multilabels are recomputed this often")
     balance_classes: bool = setting(True, help="weight target clips so every pseudo class "
                                     "carries the same total weight")
+    select_share: float = setting(1.0, min=0.01, max=1.0,
+                                  help="per pseudo class, the most confident share of its target "
+                                  "clips that is trained on at the first refresh (the rest weigh "
+                                  "0); 1 = every clip")
+    select_share_end: float = setting(1.0, min=0.01, max=1.0,
+                                      help="the selected share at the last refresh; it grows "
+                                      "linearly from select_share over the refreshes")
+    propagation: float = setting(0.0, min=0.0, max=0.99,
+                                 help="label propagation over the target's own nearest-"
+                                 "neighbour graph: weight alpha of the neighbours' shares; 0 = off")
+    propagation_k: int = setting(10, min=1, max=10_000,
+                                 help="nearest target neighbours of the propagation graph")
     diversity_weight: float = setting(0.0, min=0.0, max=100.0,
                                       help="weight of the batch prediction-entropy term that "
                                       "keeps target predictions from collapsing to one class")

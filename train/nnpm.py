@@ -117,19 +117,76 @@ def label_targets(features: torch.Tensor, memory: SourceMemory, k: int, temperat
     return pseudo_multilabels(shares, mode, min_share)
 
 
-def class_balanced_weights(pseudo: PseudoLabels) -> torch.Tensor:
+def class_balanced_weights(pseudo: PseudoLabels, keep: torch.Tensor | None = None
+                           ) -> torch.Tensor:
     """Per-utterance weights (n,): confidence, rescaled so every pseudo class present carries the
     same total weight and the mean weight equals the mean confidence.
+
+    `keep` (n,) bool, optional: only these utterances are weighted (the others get 0, and the
+    totals and the mean are over the kept ones).
 
     Without it the class the source-trained model already prefers on the target takes most of
     the loss and the adapted model drifts further toward it."""
     n_classes = pseudo.shares.shape[1]
-    mass = torch.zeros(n_classes, dtype=pseudo.confidence.dtype).index_add(
-        0, pseudo.top, pseudo.confidence)
+    confidence = pseudo.confidence if keep is None else pseudo.confidence * keep
+    mass = torch.zeros(n_classes, dtype=confidence.dtype).index_add(0, pseudo.top, confidence)
     present = mass > 0
     per_class = torch.where(present, mass.sum() / (present.sum() * mass.clamp_min(1e-12)),
                             torch.zeros_like(mass))
-    return pseudo.confidence * per_class[pseudo.top]
+    return confidence * per_class[pseudo.top]
+
+
+def select_confident(pseudo: PseudoLabels, share: float) -> torch.Tensor:
+    """(n,) bool: per pseudo class (the top class), its `share` most confident utterances.
+
+    Class-balanced selection (Zou et al., 2018): every class keeps the same share of the
+    utterances it was given, at least one, so a class the source model rarely predicts on the
+    target is not crowded out by the confident majority class, and the least certain labels
+    of every class wait until the model has improved. share 1 keeps everything."""
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"the selected share must be in (0, 1], got {share}")
+    keep = torch.zeros(len(pseudo.top), dtype=torch.bool)
+    if share >= 1.0:
+        return keep | True
+    for c in torch.unique(pseudo.top).tolist():
+        members = torch.nonzero(pseudo.top == c).flatten()
+        n_keep = max(1, math.ceil(share * len(members) - 1e-9))
+        order = torch.argsort(pseudo.confidence[members], descending=True, stable=True)
+        keep[members[order[:n_keep]]] = True
+    return keep
+
+
+def scheduled_share(start: float, end: float, refresh: int, n_refreshes: int) -> float:
+    """The selected share at refresh number `refresh` (0-based) of `n_refreshes`: linear from
+    `start` at the first refresh to `end` at the last."""
+    if n_refreshes <= 1:
+        return start
+    t = min(1.0, max(0.0, refresh / (n_refreshes - 1)))
+    return start + (end - start) * t
+
+
+def propagate_shares(shares: torch.Tensor, features: torch.Tensor, k: int, alpha: float,
+                     temperature: float, iterations: int = 20) -> torch.Tensor:
+    """Vote shares (n, K) smoothed over the target's own k-nearest-neighbour graph.
+
+    Label propagation (Zhou et al., 2004): Q <- (1 - alpha) q + alpha W Q, iterated from Q = q,
+    with W the row-normalised affinities softmax(cos / temperature) of each target utterance
+    to its k nearest other target utterances (`features` (n, E), normalised here). alpha 0
+    returns q; rows of the result sum to 1. Pseudo labels then follow the target's own
+    structure as well as the source memory."""
+    if alpha <= 0.0 or k <= 0 or len(shares) < 2:
+        return shares
+    feats = F.normalize(features.float(), dim=1)
+    sims = feats @ feats.T
+    sims.fill_diagonal_(float("-inf"))
+    k = min(k, len(shares) - 1)
+    top_sims, top_idx = sims.topk(k, dim=1)
+    weights = torch.softmax(top_sims / temperature, dim=1)
+    q0 = shares.to(weights.dtype)
+    q = q0
+    for _ in range(iterations):
+        q = (1.0 - alpha) * q0 + alpha * (weights.unsqueeze(2) * q[top_idx]).sum(dim=1)
+    return (q / q.sum(dim=1, keepdim=True).clamp_min(1e-12)).to(shares.dtype)
 
 
 def multilabel_loss(logits: torch.Tensor, sets: torch.Tensor,
