@@ -130,15 +130,9 @@ def accept(state: VadState, config: VadConfig, samples: np.ndarray) -> list[VadE
     frame_bytes = state.frame_samples * 2
     data = memoryview(pcm.tobytes())  # frames are sliced without copying
     is_speech = state.detector.is_speech
-    frames_per_vad = state.frame_samples // HOP_SAMPLES
     events: list[VadEvent] = []
     for i in range(n_frames):
         voiced = is_speech(data[i * frame_bytes:(i + 1) * frame_bytes], SAMPLE_RATE_HZ)
-        if not voiced and state.phase is Phase.IDLE and not state.in_run:
-            # silence between segments, most frames of a call: all _step would do
-            state.next_frame += frames_per_vad
-            state.voiced_count = 0
-            continue
         _step(state, config, voiced, events)
     return events
 
