@@ -39,7 +39,7 @@ class _Segment:
     start_frame: int  # padded start: encoder frame j covers feature frames from start + j*stride
     speech_start_frame: int
     next_frame: int  # next feature frame to feed to the encoder
-    encoder: encoding.EncoderState
+    encoder: encoding.EncoderState | None  # None: the segment is encoded in one call
     windows: windowing.WindowState
     end_frame: int | None = None  # padded end, known once the VAD closes the segment
     speech_end_frame: int = 0
@@ -187,7 +187,7 @@ class Stream:
             start_frame=event.start_frame,
             speech_start_frame=event.speech_start_frame,
             next_frame=event.start_frame,
-            encoder=encoding.init_state(backend),
+            encoder=None if self._whole_segments else encoding.init_state(backend),
             windows=windowing.init_state(backend.out_channels, self._window_frames,
                                          self._hop_frames),
         )
@@ -222,7 +222,8 @@ class Stream:
 
     def _close(self, segment: _Segment, events: list[Event]) -> None:
         backend = self._recognizer.backend
-        self._windows(segment, encoding.finish(segment.encoder, backend), events)
+        if segment.encoder is not None:  # the last, partial chunk
+            self._windows(segment, encoding.finish(segment.encoder, backend), events)
         scores = self._recognizer.score(windowing.pool_all(segment.windows))
         start_s = segment.speech_start_frame / FRAMES_PER_S
         end_s = max(segment.speech_end_frame, segment.speech_start_frame) / FRAMES_PER_S
