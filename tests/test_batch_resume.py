@@ -71,6 +71,63 @@ def test_rerun_skips_complete_recordings_and_redoes_an_interrupted_one(fake_mode
     assert summary_keys(out) == ["call0", "call1", "call2"]
 
 
+@pytest.mark.parametrize("damage", ["emptied", "same size, other bytes", "removed"])
+def test_an_output_the_disk_lost_after_its_marker_redoes_the_recording(fake_model, three_calls,
+                                                                       tmp_path, capsys,
+                                                                       damage):
+    """Recording outputs are renamed into place without fsync; after a power loss a file may
+    come back empty or stale beside an intact marker. The marker's sizes and sha256s catch it."""
+    out = tmp_path / "out"
+    assert cli.main(["batch", str(three_calls), "--out", str(out), "--quiet"]) == 0
+    before = snapshot(out)
+    rttm = out / "recordings" / "call2" / "segments.rttm"
+    if damage == "emptied":
+        rttm.write_bytes(b"")
+    elif damage == "removed":
+        rttm.unlink()
+    else:
+        data = rttm.read_bytes()
+        rttm.write_bytes(data[:-2] + (b"X\n" if data[-2:] != b"X\n" else b"Y\n"))
+    capsys.readouterr()
+    assert cli.main(["batch", str(three_calls), "--out", str(out)]) == 0
+    assert "(1 done, 2 already complete, 0 failed)" in capsys.readouterr().err
+    assert snapshot(out) == before
+
+
+def test_recording_outputs_skip_fsync_and_batch_files_keep_it(fake_model, three_calls, tmp_path,
+                                                            monkeypatch):
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    out = tmp_path / "out"
+    assert cli.main(["batch", str(three_calls), "--out", str(out), "--quiet"]) == 0
+    assert not [p for p in synced if "/recordings/" in p]
+    synced_names = {Path(p).name for p in synced}
+    # batch-wide files: temporary name while synced, then their folder
+    assert any(name.startswith(".summary.csv.") for name in synced_names)
+    assert "out" in synced_names
+
+
+def test_a_marker_without_digests_from_an_older_batch_redoes_the_recording(fake_model,
+                                                                           three_calls,
+                                                                           tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["batch", str(three_calls), "--out", str(out), "--quiet"]) == 0
+    marker_path = out / "recordings" / "call0" / "complete.json"
+    marker = json.loads(marker_path.read_text())
+    marker["outputs"] = list(marker["outputs"])  # the older format: names only
+    marker_path.write_text(json.dumps(marker))
+    capsys.readouterr()
+    assert cli.main(["batch", str(three_calls), "--out", str(out)]) == 0
+    assert "(1 done, 2 already complete, 0 failed)" in capsys.readouterr().err
+    assert isinstance(json.loads(marker_path.read_text())["outputs"], dict)
+
+
 def test_force_redoes_everything_and_a_changed_config_redoes_what_it_changes(fake_model,
                                                                              three_calls,
                                                                              tmp_path, capsys):

@@ -6,20 +6,26 @@ Per recording, in `OUT/recordings/<key>/`:
     segments.rttm   RTTM-like: SPEAKER <key> <channel+1> <start> <dur> <NA> <label> <role>
                     <confidence> <NA>
     summary.json    the recording's summary (see `summary.py`)
-    complete.json   the completion marker, written last: a folder without it is redone
+    complete.json   the completion marker, written last: it lists every output with its size
+                    and sha256, and a folder without it, or whose files do not match it, is redone
 Across the batch, in `OUT/`: summary.csv (one row per complete recording), errors.jsonl (one
 object per input or recording that failed in the latest run), config.resolved.yaml and
 batch.json (the model, its manifest's sha256, backend, precision, roles and engine).
+
+The per-recording files are renamed into place without fsync: a crash of the process (even
+`kill -9`) loses nothing written, and after a power loss the marker's sizes and hashes expose
+any file the disk did not keep, so the recording is redone. The batch-wide files are durable.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from pathlib import Path
 
-from edge_ser.atomic_write import write_text_atomic
+from edge_ser.atomic_write import write_bytes_atomic, write_text_atomic
 from edge_ser.batch.summary import RoleSegment
 
 BATCH_FORMAT_VERSION = 1
@@ -33,7 +39,6 @@ ERRORS = "errors.jsonl"
 BATCH_SUMMARY_CSV = "summary.csv"
 BATCH_JSON = "batch.json"
 RUN_JSON = "run.json"
-RECORDING_OUTPUTS = (SEGMENTS_JSONL, SEGMENTS_CSV, SEGMENTS_RTTM, SUMMARY_JSON)
 
 
 def segment_records(segments: list[RoleSegment], call_id: str | None,
@@ -50,11 +55,17 @@ def segment_records(segments: list[RoleSegment], call_id: str | None,
     return records
 
 
+def write_output(folder: Path, name: str, data: bytes) -> dict[str, object]:
+    """One output of a recording, atomically and without fsync; returns what the completion
+    marker records of it: {"bytes", "sha256"}."""
+    write_bytes_atomic(folder / name, data, durable=False)
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
 def write_segments(folder: Path, key: str, records: list[dict[str, object]],
-                   labels: tuple[str, ...]) -> None:
-    """segments.jsonl, segments.csv and segments.rttm of one recording."""
-    write_text_atomic(folder / SEGMENTS_JSONL,
-                      "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+                   labels: tuple[str, ...]) -> dict[str, dict[str, object]]:
+    """segments.jsonl, segments.csv and segments.rttm of one recording: {name: digest}."""
+    jsonl = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["call_id", "start_s", "end_s", "channel", "role", "label", "confidence",
@@ -64,20 +75,27 @@ def write_segments(folder: Path, key: str, records: list[dict[str, object]],
         writer.writerow([r["call_id"] or "", r["start_s"], r["end_s"], r["channel"], r["role"],
                          r["label"], r["confidence"], r["similarity"],
                          *(probs.get(label, "") for label in labels), r["segment"]])
-    write_text_atomic(folder / SEGMENTS_CSV, buffer.getvalue())
-    lines = [f"SPEAKER {key} {int(r['channel']) + 1} {float(r['start_s']):.3f} "
-             f"{float(r['end_s']) - float(r['start_s']):.3f} <NA> {r['label']} {r['role']} "
-             f"{float(r['confidence']):.4f} <NA>\n" for r in records]
-    write_text_atomic(folder / SEGMENTS_RTTM, "".join(lines))
+    rttm = "".join(f"SPEAKER {key} {int(r['channel']) + 1} {float(r['start_s']):.3f} "
+                   f"{float(r['end_s']) - float(r['start_s']):.3f} <NA> {r['label']} {r['role']} "
+                   f"{float(r['confidence']):.4f} <NA>\n" for r in records)
+    return {name: write_output(folder, name, text.encode("utf-8"))
+            for name, text in ((SEGMENTS_JSONL, jsonl), (SEGMENTS_CSV, buffer.getvalue()),
+                               (SEGMENTS_RTTM, rttm))}
+
+
+def json_bytes(data: dict[str, object]) -> bytes:
+    return (json.dumps(data, indent=2) + "\n").encode("utf-8")
 
 
 def write_json(path: Path, data: dict[str, object]) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+    """A batch-wide JSON file, durably."""
+    write_bytes_atomic(path, json_bytes(data))
 
 
 def write_marker(folder: Path, marker: dict[str, object]) -> None:
-    """The completion marker; written after every other output of the recording."""
-    write_json(folder / MARKER, marker)
+    """The completion marker; written after every other output of the recording, whose
+    digests it lists under "outputs"."""
+    write_bytes_atomic(folder / MARKER, json_bytes(marker), durable=False)
 
 
 def read_marker(folder: Path) -> dict[str, object] | None:
@@ -92,14 +110,29 @@ def is_complete(folder: Path, fingerprint: str, source: dict[str, object] | None
                 required: tuple[str, ...] = ()) -> bool:
     """True when the folder holds a finished result of the same input file (`source`: its
     real path, size and modification time) made with the same settings, including the
-    `required` optional outputs (e.g. the timeline plot)."""
+    `required` optional outputs (e.g. the timeline plot), and every output still has the size
+    and sha256 the marker recorded."""
     marker = read_marker(folder)
     if (marker is None or source is None or marker.get("fingerprint") != fingerprint
             or marker.get("source") != source):
         return False
-    listed = list(marker.get("outputs", ()))
+    listed = marker.get("outputs")
+    if not isinstance(listed, dict):  # a marker without digests (older batches) is redone
+        return False
     return (all(name in listed for name in required)
-            and all((folder / name).is_file() for name in listed))
+            and all(_matches(folder / name, digest) for name, digest in listed.items()))
+
+
+def _matches(path: Path, digest: object) -> bool:
+    if not isinstance(digest, dict):
+        return False
+    try:
+        if path.stat().st_size != digest.get("bytes"):
+            return False
+        data = path.read_bytes()
+    except OSError:
+        return False
+    return hashlib.sha256(data).hexdigest() == digest.get("sha256")
 
 
 def remove_temporaries(folder: Path) -> None:

@@ -1,15 +1,13 @@
 """The timeline plot of one recording: a lane per role, each segment coloured by its emotion.
 
-matplotlib is imported inside `plot_timeline` (the optional `[plot]` extra), with the Agg
+matplotlib is imported inside `render_timeline` (the optional `[plot]` extra), with the Agg
 backend, so batches run headless and the runtime does not need it.
 """
 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
-from edge_ser.atomic_write import write_bytes_atomic
 from edge_ser.events import UNCERTAIN
 
 TIMELINE_PNG = "timeline.png"
@@ -18,9 +16,8 @@ COLOURS = {"angry": "#d62728", "sad": "#1f77b4", "happy": "#2ca02c", "neutral": 
 _OTHER = ("#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#ff7f0e")
 
 
-def plot_timeline(path: Path, summary: dict[str, object],
-                  records: list[dict[str, object]]) -> None:
-    """Write a PNG: x = time in seconds, one lane per role, bar alpha = confidence."""
+def render_timeline(summary: dict[str, object], records: list[dict[str, object]]) -> bytes:
+    """The PNG: x = time in seconds, one lane per role, bar alpha = confidence."""
     try:
         import matplotlib
 
@@ -57,4 +54,4 @@ def plot_timeline(path: Path, summary: dict[str, object],
         fig.savefig(buffer, format="png")
     finally:
         plt.close(fig)
-    write_bytes_atomic(path, buffer.getvalue())
+    return buffer.getvalue()

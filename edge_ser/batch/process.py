@@ -140,7 +140,7 @@ def write_outputs(folder: Path, labels: tuple[str, ...], recording: Recording,
     (folder / outputs.MARKER).unlink(missing_ok=True)
     outputs.remove_temporaries(folder)
     records = outputs.segment_records(analysis.segments, recording.call_id, recording.metadata)
-    outputs.write_segments(folder, recording.key, records, labels)
+    written = outputs.write_segments(folder, recording.key, records, labels)
     summary = {
         "version": SUMMARY_FORMAT_VERSION,
         "batch_version": outputs.BATCH_FORMAT_VERSION,
@@ -156,18 +156,20 @@ def write_outputs(folder: Path, labels: tuple[str, ...], recording: Recording,
         **summarize(analysis.segments, analysis.changes, [r for r, _ in analysis.roles],
                     labels, analysis.duration_s),
     }
-    outputs.write_json(folder / outputs.SUMMARY_JSON, summary)
-    written = list(outputs.RECORDING_OUTPUTS)
+    written[outputs.SUMMARY_JSON] = outputs.write_output(folder, outputs.SUMMARY_JSON,
+                                                         outputs.json_bytes(summary))
     if settings.plot:
-        from edge_ser.batch.plot import plot_timeline
+        from edge_ser.batch.plot import render_timeline
 
-        plot_timeline(folder / TIMELINE_PNG, summary, records)
-        written.append(TIMELINE_PNG)
+        written[TIMELINE_PNG] = outputs.write_output(folder, TIMELINE_PNG,
+                                                     render_timeline(summary, records))
     outputs.write_marker(folder, {
         "version": outputs.BATCH_FORMAT_VERSION, "key": recording.key, "path": recording.path,
         "call_id": recording.call_id, "fingerprint": settings.fingerprint,
         "source": source,  # as it was before decoding
-        "duration_s": analysis.duration_s, "outputs": written})
+        "duration_s": analysis.duration_s,
+        "outputs": written,  # name -> {bytes, sha256}: a file that differs redoes the recording
+    })
 
 
 def source_identity(path: str) -> dict[str, object] | None:
