@@ -29,7 +29,7 @@ class SampleBuffer:
         if self._offset + used + n > self._data.shape[0]:
             # compact to the front, growing when the kept samples need it
             capacity = max(self._data.shape[0], 2 * (used + n))
-            data = np.zeros(capacity, dtype=np.float32)
+            data = np.empty(capacity, dtype=np.float32)
             data[:used] = self._data[self._offset:self._offset + used]
             self._data, self._offset = data, 0
         position = self._offset + used

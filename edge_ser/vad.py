@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+import _webrtcvad  # webrtcvad's C extension (see _decisions)
 import numpy as np
 import webrtcvad
 
@@ -127,14 +128,27 @@ def accept(state: VadState, config: VadConfig, samples: np.ndarray) -> list[VadE
         return []
     # webrtcvad reads 16-bit PCM; one conversion for all the frames of this call
     pcm = np.clip(np.round(buffer[:used] * 32768.0), -32768, 32767).astype("<i2")
-    frame_bytes = state.frame_samples * 2
-    data = memoryview(pcm.tobytes())  # frames are sliced without copying
-    is_speech = state.detector.is_speech
     events: list[VadEvent] = []
-    for i in range(n_frames):
-        voiced = is_speech(data[i * frame_bytes:(i + 1) * frame_bytes], SAMPLE_RATE_HZ)
+    for voiced in _decisions(state.detector, pcm, state.frame_samples):
         _step(state, config, voiced, events)
     return events
+
+
+def _decisions(detector, pcm: np.ndarray, frame_samples: int) -> list[bool]:
+    """The detector's verdict on each whole frame of 16-bit `pcm`.
+
+    A webrtcvad.Vad is called through its C function: its Python wrapper re-checks the buffer
+    length on every call, a tenth of the VAD's time in a batch. Other detectors (tests) through
+    `is_speech`.
+    """
+    frame_bytes = frame_samples * 2
+    data = memoryview(pcm.tobytes())  # frames are sliced without copying
+    starts = range(0, len(data), frame_bytes)
+    if type(detector) is webrtcvad.Vad:
+        process, handle = _webrtcvad.process, detector._vad
+        return [process(handle, SAMPLE_RATE_HZ, data[i:i + frame_bytes], frame_samples)
+                for i in starts]
+    return [detector.is_speech(data[i:i + frame_bytes], SAMPLE_RATE_HZ) for i in starts]
 
 
 def finish(state: VadState, config: VadConfig) -> list[VadEvent]:

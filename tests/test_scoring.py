@@ -109,3 +109,26 @@ def test_encode_clip_shorter_than_the_stride_gives_no_frames():
     model = small_model()
     frames = encode_clip(TorchBackend(model.encoder, chunk_frames=10), random_feats(1))
     assert frames.shape == (0, 16)
+
+
+@pytest.mark.parametrize("top_k", [1, 2, 3, 5])
+def test_equal_class_sizes_rank_all_classes_at_once_with_the_same_numbers(top_k):
+    rng = np.random.default_rng(3)
+    head = {"projection_weight": rng.standard_normal((6, 12)).astype(np.float32),
+            "projection_bias": rng.standard_normal(6).astype(np.float32),
+            "classifier_weight": rng.standard_normal((4, 6)).astype(np.float32),
+            "classifier_bias": np.zeros(4, np.float32)}
+    centroids = rng.standard_normal((16, 6)).astype(np.float32)
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    owners = rng.permutation(np.repeat(np.arange(4), 4))
+    scorer = WindowScorer(head, centroids, owners, 4, 0.1, top_k, 0.5)
+    assert scorer._member_grid is not None
+    per_class_loop = WindowScorer(head, centroids, owners, 4, 0.1, top_k, 0.5)
+    per_class_loop._member_grid = None
+    pooled = rng.standard_normal((9, 12)).astype(np.float32)
+    for a, b in zip(scorer.memory_scores(scorer.embed(pooled)),
+                    per_class_loop.memory_scores(per_class_loop.embed(pooled))):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    uneven = WindowScorer(head, centroids, np.r_[owners[:-1], 0], 4, 0.1, top_k, 0.5)
+    assert uneven._member_grid is None
+    assert uneven.memory_scores(uneven.embed(pooled))[0].shape == (9, 4)
