@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from synth import DEMO_AUDIO
 
 from edge_ser.audio import load_mono_16k, resample
-from edge_ser.bench.batch_bench import BatchBenchOptions, benchmark, replicate
+from edge_ser.bench import batch_bench
+from edge_ser.bench.batch_bench import BatchBenchOptions, Variant, benchmark, replicate
 
 
 def _stereo_call(path) -> None:
@@ -32,7 +34,7 @@ def test_bench_batch_reports_throughput_memory_and_the_peer(tmp_path):
     call = tmp_path / "call.wav"
     _stereo_call(call)
     egemaps = importlib.util.find_spec("opensmile") is not None
-    variants = (("chunk calls", ("batch.encoder_calls=chunk",)),)
+    variants = (Variant("chunk calls", ("batch.encoder_calls=chunk",)),)
     report, figures = benchmark(BatchBenchOptions(recordings=[call], minutes=0.1, workers=(1,),
                                                   repeats=1, egemaps=egemaps, command="x",
                                                   variants=variants))
@@ -50,3 +52,30 @@ def test_bench_batch_reports_throughput_memory_and_the_peer(tmp_path):
         assert figures["egemaps"]["segments"] >= 1
         assert figures["edge_ser_vs_egemaps"] > 0
         assert "eGeMAPS" in report
+
+
+def test_the_in_memory_outputs_variant_writes_to_the_memory_folder_and_cleans_up(tmp_path,
+                                                                                monkeypatch):
+    call = tmp_path / "call.wav"
+    _stereo_call(call)
+    ram = tmp_path / "ram"  # stands in for /dev/shm
+    ram.mkdir()
+    monkeypatch.setattr(batch_bench, "MEMORY_ROOT", ram)
+    seen: list[Path] = []
+    real_run = batch_bench.run_batch_once
+
+    def run_once(inputs, out, *args, **kwargs):
+        seen.append(out)
+        return real_run(inputs, out, *args, **kwargs)
+
+    monkeypatch.setattr(batch_bench, "run_batch_once", run_once)
+    report, figures = benchmark(BatchBenchOptions(
+        recordings=[call], minutes=0.1, workers=(1,), repeats=1, egemaps=False, command="x",
+        variants=(Variant("outputs in memory", outputs_in_memory=True),)))
+    default, in_memory = figures["batch"]
+    assert in_memory["variant"] == "outputs in memory" and in_memory["x_realtime"] > 0
+    assert ram not in seen[0].parents and ram in seen[1].parents
+    assert list(ram.iterdir()) == []  # removed after the run
+    assert figures["storage"]["disk_us_per_file"] > 0
+    assert figures["storage"]["memory_us_per_file"] > 0
+    assert "Storage: creating, writing (2 kB) and renaming one file costs" in report

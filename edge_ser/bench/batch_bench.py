@@ -54,16 +54,45 @@ class BatchBenchOptions:
     egemaps: bool = True
     command: str = ""
     extra_args: list[str] = field(default_factory=list)
-    variants: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    """Further settings measured beside the default, as (name, runtime `--set` overrides)."""
+    variants: tuple[Variant, ...] = ()
+    """Further settings measured beside the default, interleaved with it."""
 
 
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    overrides: tuple[str, ...] = ()
+    """Runtime `--set` overrides."""
+    outputs_in_memory: bool = False
+    """Write the batch's outputs to a RAM folder (MEMORY_ROOT) instead of the scratch disk."""
+
+
+MEMORY_ROOT = Path("/dev/shm")
 VARIANTS = (
-    ("chunk calls (bit-exact)", ("batch.encoder_calls=chunk",)),
-    ("numba kernels", ("features.kernels=numba",)),
+    Variant("chunk calls (bit-exact)", ("batch.encoder_calls=chunk",)),
+    Variant("numba kernels", ("features.kernels=numba",)),
+    Variant("outputs in memory", outputs_in_memory=True),
 )
 """What `bench batch` measures beside the default configuration: the streaming engine's
-fixed encoder chunks (results equal to streaming bit for bit) and the numba feature kernels."""
+fixed encoder chunks (results equal to streaming bit for bit), the numba feature kernels, and
+the default with its outputs written to RAM (tmpfs) instead of disk: the storage's share."""
+
+
+def storage_probe(folder: Path, files: int = 100) -> float:
+    """Microseconds to create, write (2 kB) and rename one small file in `folder`: what each
+    of the five outputs of a recording costs the storage."""
+    probe = folder / "storage-probe"
+    shutil.rmtree(probe, ignore_errors=True)
+    probe.mkdir(parents=True)
+    try:
+        start = time.perf_counter()
+        for i in range(files):
+            tmp = probe / f".f{i}.tmp"
+            tmp.write_bytes(b"x" * 2048)
+            os.replace(tmp, probe / f"f{i}")
+        return (time.perf_counter() - start) / files * 1e6
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
 
 
 def replicate(recordings: list[Path], minutes: float, folder: Path) -> tuple[list[Path], float]:
@@ -253,17 +282,30 @@ def benchmark(options: BatchBenchOptions, log=lambda _m: None) -> tuple[str, dic
         copies, total = replicate(options.recordings, options.minutes, inputs)
         log(f"{len(copies)} recordings, {total / 60:.1f} min of audio")
         results = []
-        variants = (("default", ()), *options.variants)
+        variants = [Variant("default"), *options.variants]
+        memory = _memory_folder() if any(v.outputs_in_memory for v in variants) else None
+        if memory is None and any(v.outputs_in_memory for v in variants):
+            log(f"{MEMORY_ROOT} is not a writable folder: no in-memory outputs variant")
+            variants = [v for v in variants if not v.outputs_in_memory]
         default_out = Path(tmp) / "out_default"
-        for workers in options.workers:
-            runs: dict[str, list[BatchRun]] = {name: [] for name, _ in variants}
-            for i in range(options.repeats):  # variants interleaved: they see the same load
-                for v, (name, overrides) in enumerate(variants):
-                    out = default_out if v == 0 else Path(tmp) / f"out_variant{v}"
-                    runs[name].append(run_batch_once(inputs, out, workers, options, overrides))
-                    log(f"workers {workers}, {name}, pass {i + 1}: "
-                        f"{runs[name][-1].processing_s:.2f} s")
-            results += [_summary(runs[name], name) for name, _ in variants]
+        try:
+            for workers in options.workers:
+                runs: dict[str, list[BatchRun]] = {v.name: [] for v in variants}
+                for i in range(options.repeats):  # variants interleaved: same load for all
+                    for n, v in enumerate(variants):
+                        out = (default_out if n == 0 else
+                               (memory if v.outputs_in_memory else Path(tmp)) / f"out_{n}")
+                        runs[v.name].append(run_batch_once(inputs, out, workers, options,
+                                                           v.overrides))
+                        log(f"workers {workers}, {v.name}, pass {i + 1}: "
+                            f"{runs[v.name][-1].processing_s:.2f} s")
+                results += [_summary(runs[v.name], v.name) for v in variants]
+            storage = {"disk_us_per_file": storage_probe(Path(tmp))}
+            if memory is not None:
+                storage["memory_us_per_file"] = storage_probe(memory)
+        finally:
+            if memory is not None:
+                shutil.rmtree(memory, ignore_errors=True)
         peer = None
         if options.egemaps:
             peer = egemaps_over_segments(default_out, copies)
@@ -271,12 +313,20 @@ def benchmark(options: BatchBenchOptions, log=lambda _m: None) -> tuple[str, dic
     figures = {"command": options.command, "recordings": len(copies),
                "source_recordings": len(options.recordings), "audio_s": total,
                "format": _describe(options.recordings[0]), "batch": results, "egemaps": peer,
-               "machine": _machine()}
+               "storage": storage, "machine": _machine()}
     if peer and peer["x_realtime"] > 0:
         default = [r for r in results if r["variant"] == "default"]
         one = next((r for r in default if r["workers"] == 1), default[0])
         figures["edge_ser_vs_egemaps"] = one["x_realtime_per_worker"] / peer["x_realtime"]
     return render(figures), figures
+
+
+def _memory_folder() -> Path | None:
+    """A fresh folder in RAM for the in-memory outputs variant, or None."""
+    try:
+        return Path(tempfile.mkdtemp(prefix="edge-ser-bench-batch-", dir=MEMORY_ROOT))
+    except OSError:
+        return None
 
 
 def _describe(path: Path) -> str:
@@ -318,7 +368,10 @@ def render(f: dict) -> str:
              "The other rows change one setting each and ran interleaved with it: *chunk calls* "
              "feed the encoder the streaming engine's fixed chunks (`--set "
              "batch.encoder_calls=chunk`, results equal to streaming bit for bit); *numba "
-             "kernels* compute the features with numba (`--set features.kernels=numba`).", "",
+             "kernels* compute the features with numba (`--set features.kernels=numba`); "
+             "*outputs in memory* is the default writing its outputs to a RAM folder (tmpfs) "
+             "instead of the disk the inputs are on, so the difference is what the storage "
+             "costs.", "",
              "| configuration | workers | x real time (processing) | per worker | end to end "
              "| audio-s per CPU-s | peak RSS per worker |",
              "|---|---|---|---|---|---|---|"]
@@ -333,6 +386,13 @@ def render(f: dict) -> str:
         for r in (r for r in rows if r["workers"] > 1 and one):
             lines += ["", f"Scaling of {variant}, {r['workers']} workers vs 1: "
                       f"{r['x_realtime'] / one[0]['x_realtime']:.2f}x the throughput."]
+    storage = f.get("storage") or {}
+    if "disk_us_per_file" in storage:
+        line = (f"Storage: creating, writing (2 kB) and renaming one file costs "
+                f"{storage['disk_us_per_file']:.0f} us on the scratch disk")
+        if "memory_us_per_file" in storage:
+            line += f" and {storage['memory_us_per_file']:.0f} us in RAM"
+        lines += ["", line + "; a recording writes five files and a folder."]
     peer = f.get("egemaps")
     if peer:
         lines += ["", "## Peer: openSMILE eGeMAPS v02 functionals", "",
