@@ -182,6 +182,7 @@ def run_batch_once(inputs: Path, out: Path, workers: int, options: BatchBenchOpt
                    overrides: tuple[str, ...] = ()) -> BatchRun:
     """One `edge-ser batch` process over `inputs` (fresh `out`), with runtime `overrides`."""
     shutil.rmtree(out, ignore_errors=True)
+    os.sync()  # the deletion's writes (and discards) land now, not during the timed pass
     cmd = [sys.executable, "-c", CLI, "batch", str(inputs), "--out", str(out), "--workers",
            str(workers), "--quiet", "--backend", options.backend, *options.extra_args]
     for override in overrides:
