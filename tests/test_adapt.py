@@ -117,6 +117,36 @@ def test_nnpm_with_confident_selection_and_propagation_trains_on_a_growing_share
         target_accuracy(source.model, data, y_target)
 
 
+def test_source_free_nnpm_trains_on_every_pseudo_label_unless_told_to_select():
+    data, _ = two_domains(n=120)
+    source = adapt(config("method=source", "optim.epochs=2"), data, log=lambda _: None)
+    memory = SourceMemory.from_features(torch.eye(4, 16), np.arange(4), 4, fixed=True)
+    shares = {}
+    for select in ("false", "true"):
+        result = adapt(config("method=nnpm", "optim.epochs=2", "nnpm.warmup_epochs=0",
+                              "nnpm.select_share=0.2",
+                              "nnpm.select_share_end=0.2",
+                              f"nnpm.select_without_source={select}"),
+                       AdaptData(LABELS, data.target_views), model=copy.deepcopy(source.model),
+                       memory=memory, log=lambda _: None)
+        shares[select] = [h["pseudo"]["selected_share"] for h in result.history]
+    assert shares["false"] == [1.0, 1.0]
+    assert all(s == pytest.approx(0.2, abs=0.03) for s in shares["true"])
+
+
+def test_anchored_and_agreeing_pseudo_labels_train_on_the_agreeing_share():
+    data, y_target = two_domains()
+    source = adapt(config("method=source", "optim.epochs=4"), data, log=lambda _: None)
+    ours = adapt(config("method=nnpm", "optim.epochs=3", "nnpm.warmup_epochs=0",
+                        "optim.warmup_epochs=0", "nnpm.select_share=1",
+                        "nnpm.select_share_end=1", "nnpm.anchor=0.5", "nnpm.agreement=true"),
+                 data, model=copy.deepcopy(source.model), log=lambda _: None)
+    selected = [h["pseudo"]["selected_share"] for h in ours.history]
+    assert all(0.0 < s <= 1.0 for s in selected)
+    assert target_accuracy(ours.model, data, y_target) >= \
+        target_accuracy(source.model, data, y_target)
+
+
 @pytest.mark.parametrize("batchnorm", ["separate", "mixed"])
 def test_dann_runs_with_either_batchnorm_combination(batchnorm):
     data, _ = two_domains(n=64)

@@ -51,3 +51,22 @@ def test_a_system_missing_from_a_setting_is_left_out_of_the_columns():
     header = next(line for line in text.splitlines() if line.startswith("| setting |"))
     assert "DANN" not in header and "NNPM" in header
     assert "NNPM against the baselines" not in text  # needs source-only and DANN everywhere
+
+
+def test_source_cache_key_follows_the_training_configuration_and_clips():
+    from types import SimpleNamespace
+
+    from edge_ser.config import load_config
+    from train.adapt_config import AdaptConfig
+
+    clips = [SimpleNamespace(corpus="emodb", path=Path("a.wav"), label="sad")]
+    base = load_config(AdaptConfig, None, table.SOURCE_TRAINING + ["optim.seed=0"])
+    key = table.source_cache_key(base, clips)
+    assert key == table.source_cache_key(base, list(clips))
+    other_seed = load_config(AdaptConfig, None, table.SOURCE_TRAINING + ["optim.seed=1"])
+    assert table.source_cache_key(other_seed, clips) != key
+    more = clips + [SimpleNamespace(corpus="emodb", path=Path("b.wav"), label="angry")]
+    assert table.source_cache_key(base, more) != key
+    other_nnpm = load_config(AdaptConfig, None,
+                             table.SOURCE_TRAINING + ["optim.seed=0", "nnpm.anchor=0.5"])
+    assert table.source_cache_key(other_nnpm, clips) == key

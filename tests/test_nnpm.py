@@ -195,3 +195,27 @@ def test_label_propagation_lets_a_cluster_outvote_an_odd_memory_vote():
     q = nnpm.propagate_shares(shares, feats, k=2, alpha=0.8, temperature=0.05)
     assert torch.allclose(q.sum(1), torch.ones(4))
     assert q[:3].argmax(1).tolist() == [0, 0, 0]
+
+
+def test_confident_selection_among_eligible_utterances_only():
+    pseudo = _pseudo([0, 0, 0, 0, 1, 1], [0.9, 0.5, 0.7, 0.6, 0.4, 0.8])
+    eligible = torch.tensor([False, True, True, True, True, False])
+    # class 0: half of its 3 eligible (rounded up: 2), the most confident 0.7 and 0.6;
+    # class 1: its one eligible utterance, though less confident than the ineligible one
+    assert nnpm.select_confident(pseudo, 0.5, eligible).tolist() == [
+        False, False, True, True, True, False]
+    assert nnpm.select_confident(pseudo, 1.0, eligible).tolist() == eligible.tolist()
+    # a class with no eligible utterance keeps none
+    none_of_1 = torch.tensor([True, True, True, True, False, False])
+    assert not nnpm.select_confident(pseudo, 1.0, none_of_1)[4:].any()
+    assert not nnpm.select_confident(pseudo, 0.5, none_of_1)[4:].any()
+
+
+def test_anchored_shares_blend_with_the_first_ones():
+    first = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+    now = torch.tensor([[0.0, 1.0], [0.9, 0.1]])
+    assert torch.allclose(nnpm.anchored_shares(now, first, 0.25),
+                          torch.tensor([[0.25, 0.75], [0.8, 0.2]]))
+    assert torch.equal(nnpm.anchored_shares(now, first, 0.0), now)
+    assert torch.equal(nnpm.anchored_shares(now, None, 0.5), now)
+    assert torch.equal(nnpm.anchored_shares(now, first, 1.0), first)

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
+import hashlib
 import json
 import sys
 import time
@@ -32,6 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -92,7 +95,28 @@ ABLATIONS = {  # NNPM variants: name -> (overrides, description)
     "all_labels": (["nnpm.select_share=1", "nnpm.select_share_end=1"],
                    "every pseudo-label (no confident selection)"),
     "propagation": (["nnpm.propagation=0.5"], "label propagation on the target, alpha 0.5"),
+    "anchor0.5": (["nnpm.anchor=0.5"], "pseudo-labels anchored to the first ones, a = 0.5"),
+    "agreement": (["nnpm.agreement=true"], "only clips where memory vote and classifier agree"),
+    "mixed_bn": (["batchnorm=mixed", "target_bn_stats=false"],
+                 "mixed batch norm (one batch of both, running statistics at test time)"),
+    "nnpm_sf_select": (["nnpm.select_without_source=true"],
+                       "no source audio, with confident selection"),
 }
+"""A name starting with nnpm_sf runs NNPM without source audio (as the nnpm_sf column)."""
+
+
+ADAPTATION_ONLY = ("nnpm", "dann", "target")
+"""Config sections source-only training does not read."""
+
+
+def source_cache_key(cfg: AdaptConfig, clips) -> str:
+    """A source model's cache name: a hash of its training configuration (seed included; the
+    adaptation-only sections, which source-only training does not read, left out, so NNPM and
+    DANN settings can vary over one cache) and of its training clips (corpus, file, label)."""
+    config = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ADAPTATION_ONLY}
+    spec = {"config": config,
+            "clips": sorted((c.corpus, str(c.path), c.label) for c in clips)}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def name_of(setting) -> str:
@@ -124,11 +148,23 @@ class Experiment:
         return [c for s in sources for c in labelled(self.clips[s], self.labels)]
 
     def train_source(self, sources: tuple[str, ...], seed: int):
-        """The source-only model of `sources` (trained once, shared by every setting)."""
+        """The source-only model of `sources` (trained once, shared by every setting); with
+        --source-cache, loaded from there when a model of the same training exists."""
         clips = self.source_clips(sources)
+        cfg = self.config(seed, SOURCE_TRAINING)
+        cached = None
+        if self.args.source_cache:
+            cached = self.args.source_cache / f"{source_cache_key(cfg, clips)}.pt"
+            if cached.is_file():
+                self.log(f"  source model {'+'.join(sources)} (cached: {cached.name})")
+                return torch.load(cached, weights_only=False)
         data = AdaptData.from_clips(self.labels, clips, [self.views[c.path] for c in clips], [])
-        result = adapt(self.config(seed, SOURCE_TRAINING), data, log=lambda _: None)
+        result = adapt(cfg, data, log=lambda _: None)
         self.log(f"  source model {'+'.join(sources)} ({result.seconds:.0f} s)")
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(result.model, cached.with_suffix(".tmp"))
+            cached.with_suffix(".tmp").replace(cached)
         return result.model
 
     def run_setting(self, setting, seed: int, source_model, systems: dict) -> dict[str, dict]:
@@ -162,7 +198,7 @@ class Experiment:
                 data: AdaptData, source_clips, scored: dict, adapt_clips) -> dict:
         cfg = self.config(seed, overrides)
         memory = None
-        if name == "nnpm_sf":  # the model's memory bank, no source utterances
+        if name.startswith("nnpm_sf"):  # the model's memory bank, no source utterances
             memory = self.package_memory(source_model, source_clips)
             data = AdaptData(labels=data.labels, target_views=data.target_views)
         result = adapt(cfg, data, model=copy.deepcopy(source_model), memory=memory,
@@ -242,8 +278,9 @@ def run(args, log=print) -> dict:
                 for system, r in exp.run_setting(setting, seed, source_model,
                                                  main_systems).items():
                     results["main"].setdefault(name, {}).setdefault(system, []).append(r)
-                if args.ablations and setting in PAIRS:
-                    variants = {n: SYSTEMS["nnpm"][0] + o for n, (o, _) in ABLATIONS.items()}
+                names = args.variants or (list(ABLATIONS) if setting in PAIRS else [])
+                if names and (args.ablations or args.variants):
+                    variants = {n: SYSTEMS["nnpm"][0] + ABLATIONS[n][0] for n in names}
                     log(f"== seed {seed}: {name}, NNPM ablations")
                     for system, r in exp.run_setting(setting, seed, source_model,
                                                      variants).items():
@@ -417,6 +454,12 @@ def main() -> None:
                         help="run only these settings, e.g. emodb->urdu emodb+turev->urdu")
     parser.add_argument("--ablations", action="store_true",
                         help="also run the NNPM ablations on the 6 single-source pairs")
+    parser.add_argument("--variants", nargs="+", default=[], choices=list(ABLATIONS),
+                        metavar="ABLATION", help="run only these NNPM ablations, on every "
+                        "setting run (not only the pairs)")
+    parser.add_argument("--source-cache", type=Path, default=None, metavar="DIR",
+                        help="keep the source-only models here and reuse them when their "
+                        "training configuration, seed and clips are the same")
     parser.add_argument("--set", action="append", default=[], help="config override")
     args = parser.parse_args()
     unknown = [s for s in args.only if s not in {name_of(x) for x in SETTINGS}]

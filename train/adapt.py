@@ -246,7 +246,7 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
     mask = cfg.augment.freq_mask_mels
     warmup = 0 if source_free else cfg.nnpm.warmup_epochs
     target_domain = torch.full((batch,), len(data.domains), dtype=torch.long)
-    pseudo = weights = None
+    pseudo = weights = first_shares = None
     history: list[dict] = []
     step = 0
     n_refreshes = len(range(warmup, cfg.optim.epochs, cfg.nnpm.refresh_epochs))
@@ -256,7 +256,12 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
             refresh = (epoch - warmup) // cfg.nnpm.refresh_epochs
             share = nnpm.scheduled_share(cfg.nnpm.select_share, cfg.nnpm.select_share_end,
                                          refresh, n_refreshes)
-            pseudo, weights = target_pseudo_labels(cfg, model, memory, target_clean, share)
+            if source_free and not cfg.nnpm.select_without_source:
+                share = 1.0
+            pseudo, weights = target_pseudo_labels(cfg, model, memory, target_clean, share,
+                                                   first_shares)
+            if first_shares is None:
+                first_shares = pseudo.shares
         ramp = min(1.0, (epoch - warmup + 1) / (cfg.nnpm.ramp_epochs + 1)) if nnpm_on else 0.0
         model.train()
         if language_clf is not None:
@@ -317,7 +322,7 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
         reestimate_bn_statistics(model, target_clean)
     if method == "nnpm":
         pseudo, _ = target_pseudo_labels(cfg, model, memory, target_clean,
-                                         cfg.nnpm.select_share_end)
+                                         cfg.nnpm.select_share_end, first_shares)
     return AdaptResult(model, labels, memory, pseudo, history, time.perf_counter() - started)
 
 
@@ -338,22 +343,27 @@ def _target_terms(cfg: NNPMConfig, out_t, sets: torch.Tensor, weights: torch.Ten
 
 
 def target_pseudo_labels(cfg: AdaptConfig, model: EmotionModel, memory: SourceMemory,
-                         target_clean: list[np.ndarray], share: float = 1.0
+                         target_clean: list[np.ndarray], share: float = 1.0,
+                         first_shares: torch.Tensor | None = None
                          ) -> tuple[nnpm.PseudoLabels, torch.Tensor]:
     """Pseudo multilabels and loss weights of every target utterance under the current model.
 
     The memory's vote shares are smoothed over the target's own neighbour graph
-    (`nnpm.propagation`), then per pseudo class only its `share` most confident utterances
-    get a weight."""
+    (`nnpm.propagation`) and blended with `first_shares`, the first refresh's (`nnpm.anchor`);
+    with `nnpm.agreement` only utterances the classifier predicts as their pseudo class stay
+    eligible; then per pseudo class only its `share` most confident eligible utterances get
+    a weight."""
     own = cfg.batchnorm == "separate"
-    features, _ = embed_domain(model, target_clean, own_statistics=own)
+    features, logits = embed_domain(model, target_clean, own_statistics=own)
     c = cfg.nnpm
     shares = nnpm.knn_class_shares(memory.similarities(features), memory.labels,
                                    memory.n_classes, c.k, c.temperature)
     shares = nnpm.propagate_shares(shares, features, c.propagation_k, c.propagation,
                                    c.temperature)
+    shares = nnpm.anchored_shares(shares, first_shares, c.anchor)
     pseudo = nnpm.pseudo_multilabels(shares, c.pseudo_label, c.min_share)
-    keep = nnpm.select_confident(pseudo, share)
+    eligible = logits.argmax(1) == pseudo.top if c.agreement else None
+    keep = nnpm.select_confident(pseudo, share, eligible)
     weights = (nnpm.class_balanced_weights(pseudo, keep) if c.balance_classes
                else pseudo.confidence * keep)
     return pseudo, weights

@@ -79,6 +79,14 @@ class NNPMConfig:
     select_share_end: float = setting(1.0, min=0.01, max=1.0,
                                       help="the selected share at the last refresh; it grows "
                                       "linearly from select_share over the refreshes")
+    select_without_source: bool = setting(
+        False, help="confident selection also without source audio (a memory bank of a few "
+        "centroids); off: every pseudo-label is trained on in the source-free mode")
+    anchor: float = setting(0.0, min=0.0, max=1.0,
+                            help="each refresh's vote shares are blended with the first "
+                            "refresh's (the starting model's): a * first + (1 - a) * now; 0 = off")
+    agreement: bool = setting(False, help="train only on target clips whose pseudo-label (the "
+                              "memory vote's top class) is also the classifier's prediction")
     propagation: float = setting(0.0, min=0.0, max=0.99,
                                  help="label propagation over the target's own nearest-"
                                  "neighbour graph: weight alpha of the neighbours' shares; 0 = off")

@@ -136,24 +136,41 @@ def class_balanced_weights(pseudo: PseudoLabels, keep: torch.Tensor | None = Non
     return confidence * per_class[pseudo.top]
 
 
-def select_confident(pseudo: PseudoLabels, share: float) -> torch.Tensor:
+def select_confident(pseudo: PseudoLabels, share: float,
+                     eligible: torch.Tensor | None = None) -> torch.Tensor:
     """(n,) bool: per pseudo class (the top class), its `share` most confident utterances.
 
     Class-balanced selection (Zou et al., 2018): every class keeps the same share of the
     utterances it was given, at least one, so a class the source model rarely predicts on the
     target is not crowded out by the confident majority class, and the least certain labels
-    of every class wait until the model has improved. share 1 keeps everything."""
+    of every class wait until the model has improved. share 1 keeps everything.
+
+    `eligible` (n,) bool, optional: only these utterances can be kept, and a class' share is of
+    its eligible ones (a class with none keeps none)."""
     if not 0.0 < share <= 1.0:
         raise ValueError(f"the selected share must be in (0, 1], got {share}")
+    if eligible is None:
+        eligible = torch.ones(len(pseudo.top), dtype=torch.bool)
     keep = torch.zeros(len(pseudo.top), dtype=torch.bool)
     if share >= 1.0:
-        return keep | True
-    for c in torch.unique(pseudo.top).tolist():
-        members = torch.nonzero(pseudo.top == c).flatten()
+        return keep | eligible
+    for c in torch.unique(pseudo.top[eligible]).tolist():
+        members = torch.nonzero((pseudo.top == c) & eligible).flatten()
         n_keep = max(1, math.ceil(share * len(members) - 1e-9))
         order = torch.argsort(pseudo.confidence[members], descending=True, stable=True)
         keep[members[order[:n_keep]]] = True
     return keep
+
+
+def anchored_shares(shares: torch.Tensor, first: torch.Tensor | None, anchor: float
+                    ) -> torch.Tensor:
+    """Vote shares (n, K) blended with the first refresh's: anchor * first + (1 - anchor) *
+    shares. The first shares come from the starting model, before any training on its own
+    pseudo-labels, so they cannot have drifted toward its mistakes; the blend bounds how far
+    later labels can move from them. anchor 0 or no first shares returns `shares`."""
+    if first is None or anchor <= 0.0:
+        return shares
+    return anchor * first.to(shares.dtype) + (1.0 - anchor) * shares
 
 
 def scheduled_share(start: float, end: float, refresh: int, n_refreshes: int) -> float:
