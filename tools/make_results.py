@@ -112,6 +112,17 @@ def stat(values: list[float]) -> str:
     return f"{v.mean():.1f} ± {v.std():.1f}" if len(v) > 1 else f"{v.mean():.1f}"
 
 
+CALLS_SECTION = ROOT / "docs" / "results_calls.md"
+"""The batch's segment-level accuracy on generated calls (tools/make_calls.py, scored by
+tools/score_calls.py), included as the last section of the results."""
+
+
+def with_calls_section(text: str) -> str:
+    if not CALLS_SECTION.is_file():
+        return text
+    return text.rstrip("\n") + "\n\n" + CALLS_SECTION.read_text(encoding="utf-8").strip() + "\n"
+
+
 def render(rows: dict, args, seconds: float, commit: str | None = None) -> str:
     """The markdown report; `commit` is the code the figures were measured with."""
     cmd = "python tools/make_results.py " + " ".join(args.argv)
@@ -190,8 +201,9 @@ def main() -> None:
     if args.render_only:
         saved = json.loads(args.out.with_suffix(".json").read_text())
         args.argv, args.seeds = saved["argv"], saved["seeds"]
-        write_text_atomic(args.out, render(saved["rows"], args, saved["seconds"],
-                                           saved["commit"]))
+        write_text_atomic(args.out, with_calls_section(render(saved["rows"], args,
+                                                              saved["seconds"],
+                                                              saved["commit"])))
         print(f"wrote {args.out}")
         return
     started = time.perf_counter()
@@ -199,7 +211,7 @@ def main() -> None:
     seconds = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if set(args.tables) == {"matrix", "multilingual"} and not args.no_peer:
-        write_text_atomic(args.out, render(rows, args, seconds))
+        write_text_atomic(args.out, with_calls_section(render(rows, args, seconds)))
     write_text_atomic(args.out.with_suffix(".json"), json.dumps(
         {"argv": args.argv, "seeds": args.seeds, "seconds": seconds, "commit": git_commit(),
          "rows": rows}, indent=1))
