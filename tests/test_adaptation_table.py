@@ -43,6 +43,21 @@ def test_seeds_run_apart_merge_into_one_table():
     assert "| urdu | 400 | 29 | 96% | 26 |" in text
 
 
+def test_a_later_run_replaces_the_same_seed_setting_and_system():
+    ua = {"source": 0.30, "nnpm": 0.40, "nnpm_sf": 0.36}
+    full = [raw(0, ua), raw(1, ua)]
+    rerun = raw(1, {"source": 0.30, "nnpm_sf": 0.50})  # seed 1's source-free column re-run
+    name = table.name_of(table.SETTINGS[0])
+    rerun["main"] = {name: rerun["main"][name]}  # and only for the first setting
+    merged = table.merge([*full, rerun])
+    assert merged["seeds"] == [0, 1]
+    cell = merged["main"][name]
+    assert [r["adapt_ua"] for r in cell["nnpm_sf"]] == pytest.approx([0.36, 0.51])
+    assert [r["adapt_ua"] for r in cell["nnpm"]] == pytest.approx([0.40, 0.41])  # kept
+    other = merged["main"][table.name_of(table.SETTINGS[1])]
+    assert [r["adapt_ua"] for r in other["nnpm_sf"]] == pytest.approx([0.36, 0.37])
+
+
 def test_a_system_missing_from_a_setting_is_left_out_of_the_columns():
     ua = {"source": 0.30, "dann": 0.32, "nnpm": 0.28}
     part = raw(0, ua)

@@ -296,16 +296,27 @@ def save_raw(path: Path, results: dict) -> None:
 
 
 def merge(parts: list[dict]) -> dict:
-    """Raw results of several runs (e.g. one per seed) as one."""
-    merged: dict = {"seeds": [], "main": {}, "ablations": {}, "pseudo_start": {}}
+    """Raw results of several runs as one: runs of different seeds side by side, and a later
+    run's result for the same seed, setting and system replacing an earlier one (a re-run of
+    some systems updates a full table)."""
+    seeds: list[int] = []
+    cells: dict[tuple[str, str, str], dict[int, dict]] = {}
+    starts: dict[str, dict[int, float]] = {}
     for part in parts:
-        merged["seeds"] += part["seeds"]
+        seeds += [s for s in part["seeds"] if s not in seeds]
         for table in ("main", "ablations"):
             for setting, systems in part.get(table, {}).items():
-                for system, rows in systems.items():
-                    merged[table].setdefault(setting, {}).setdefault(system, []).extend(rows)
+                for system, rows in systems.items():  # rows follow the run's seed order
+                    cells.setdefault((table, setting, system), {}).update(
+                        zip(part["seeds"], rows))
         for setting, values in part.get("pseudo_start", {}).items():
-            merged["pseudo_start"].setdefault(setting, []).extend(values)
+            starts.setdefault(setting, {}).update(zip(part["seeds"], values))
+    merged: dict = {"seeds": seeds, "main": {}, "ablations": {}, "pseudo_start": {}}
+    for (table, setting, system), by_seed in cells.items():
+        merged[table].setdefault(setting, {})[system] = [by_seed[s] for s in seeds
+                                                         if s in by_seed]
+    for setting, by_seed in starts.items():
+        merged["pseudo_start"][setting] = [by_seed[s] for s in seeds if s in by_seed]
     return merged
 
 
@@ -338,13 +349,15 @@ def speaker_confound(data: Path, labels: tuple[str, ...]) -> list[str]:
 
 
 def render(results: dict, commands: list[str], config_name: str, seconds: float | None,
-           confound: list[str] | None = None) -> str:
+           confound: list[str] | None = None, measured_at: list[str] | None = None) -> str:
     names = {**{k: d for k, (_, d) in SYSTEMS.items()}, **DERIVED}
     main = results["main"]
     settings = [s for s in SETTINGS if name_of(s) in main]
     systems = [s for s in COLUMNS if all(s in main[name_of(x)] for x in settings)]
     seeds = sorted(results["seeds"])
     took = f", {seconds / 3600:.1f} h on this machine's CPU" if seconds else ""
+    if measured_at:
+        took += ", measured at commit " + ", ".join(c[:10] for c in measured_at)
     lines = [
         "# Unsupervised cross-lingual adaptation",
         "",
@@ -474,17 +487,20 @@ def main() -> None:
         seconds = sum(p.get("seconds", 0.0) for p in parts) or None
         commands = [PROGRAM + " ".join(p.get("argv", [])) for p in parts]
         commands.append(PROGRAM + " ".join(sys.argv[1:]))
+        measured_at = list(dict.fromkeys(p["commit"] for p in parts if p.get("commit")))
         write_text_atomic(args.raw, json.dumps(results, indent=1))
     else:
         started = time.perf_counter()
         results = run(args)
         seconds = time.perf_counter() - started
-        results.update(seconds=seconds, argv=sys.argv[1:])
+        results.update(seconds=seconds, argv=sys.argv[1:], commit=git_commit())
         save_raw(args.raw, results)
         commands = [PROGRAM + " ".join(sys.argv[1:])]
+        measured_at = [results["commit"]] if results["commit"] else []
     labels = load_config(AdaptConfig, args.config, args.set).source.labels
     confound = speaker_confound(args.data, labels) if (args.data / CORPORA[0]).is_dir() else None
-    write_text_atomic(args.out, render(results, commands, args.config.name, seconds, confound))
+    write_text_atomic(args.out, render(results, commands, args.config.name, seconds, confound,
+                                       measured_at))
     print(f"wrote {args.out}")
 
 
