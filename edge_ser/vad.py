@@ -144,8 +144,9 @@ def _decisions(detector, pcm: np.ndarray, frame_samples: int) -> list[bool]:
     frame_bytes = frame_samples * 2
     data = memoryview(pcm.tobytes())  # frames are sliced without copying
     starts = range(0, len(data), frame_bytes)
-    if type(detector) is webrtcvad.Vad:
-        process, handle = _webrtcvad.process, detector._vad
+    handle = getattr(detector, "_vad", None) if type(detector) is webrtcvad.Vad else None
+    if handle is not None:
+        process = _webrtcvad.process
         return [process(handle, SAMPLE_RATE_HZ, data[i:i + frame_bytes], frame_samples)
                 for i in starts]
     return [detector.is_speech(data[i:i + frame_bytes], SAMPLE_RATE_HZ) for i in starts]

@@ -129,6 +129,23 @@ def test_real_detector_finds_voiced_bursts_in_any_frame_length(frame_ms):
         assert true_end - 6 <= end <= true_end + 20  # webrtcvad hangs on up to ~200 ms
 
 
+@pytest.mark.parametrize("frame_ms", [10, 30])
+def test_the_direct_c_call_decides_as_the_webrtcvad_wrapper(frame_ms):
+    import webrtcvad
+
+    class Wrapped(webrtcvad.Vad):  # not exactly webrtcvad.Vad: decided through is_speech
+        pass
+
+    x = concat(silence(0.7), voiced(1.0), silence(0.4), voiced(0.6, f0_hz=230), silence(0.5))
+    pcm = np.clip(np.round(x * 32768.0), -32768, 32767).astype("<i2")
+    frame_samples = 16 * frame_ms
+    pcm = pcm[:pcm.size // frame_samples * frame_samples]
+    direct = vad._decisions(webrtcvad.Vad(2), pcm, frame_samples)
+    wrapped = vad._decisions(Wrapped(2), pcm, frame_samples)
+    assert direct == wrapped and len(direct) == pcm.size // frame_samples
+    assert any(direct) and not all(direct)
+
+
 def test_silence_gives_no_segment():
     config = VadConfig()
     state = vad.init_state(config)
