@@ -28,6 +28,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import shlex
 import sys
 import time
 from datetime import datetime, timezone
@@ -485,17 +486,18 @@ def main() -> None:
         parts = [json.loads(p.read_text()) for p in args.render]
         results = merge(parts)
         seconds = sum(p.get("seconds", 0.0) for p in parts) or None
-        commands = [PROGRAM + " ".join(p.get("argv", [])) for p in parts]
-        commands.append(PROGRAM + " ".join(sys.argv[1:]))
+        commands = [PROGRAM + shlex.join(p.get("argv", [])) for p in parts]
+        commands.append(PROGRAM + shlex.join(sys.argv[1:]))
         measured_at = list(dict.fromkeys(p["commit"] for p in parts if p.get("commit")))
         write_text_atomic(args.raw, json.dumps(results, indent=1))
     else:
         started = time.perf_counter()
+        commit = git_commit()  # the code this run runs, whatever is committed meanwhile
         results = run(args)
         seconds = time.perf_counter() - started
-        results.update(seconds=seconds, argv=sys.argv[1:], commit=git_commit())
+        results.update(seconds=seconds, argv=sys.argv[1:], commit=commit)
         save_raw(args.raw, results)
-        commands = [PROGRAM + " ".join(sys.argv[1:])]
+        commands = [PROGRAM + shlex.join(sys.argv[1:])]
         measured_at = [results["commit"]] if results["commit"] else []
     labels = load_config(AdaptConfig, args.config, args.set).source.labels
     confound = speaker_confound(args.data, labels) if (args.data / CORPORA[0]).is_dir() else None
