@@ -13,6 +13,9 @@ import os
 import tempfile
 from pathlib import Path
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once, at import: os.umask can only be read by setting it
+
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:
     """Write to a temporary file in the target's folder (fsynced when `durable`), then rename
@@ -21,6 +24,8 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, durable: bool = Tru
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
+            # mkstemp makes the file private (0600); give it the mode open() would
+            os.fchmod(fh.fileno(), 0o666 & ~_UMASK)
             fh.write(data)
             if durable:
                 fh.flush()
