@@ -96,6 +96,30 @@ def test_onnxruntime_segment_calls_match_the_streaming_chunks_on_speech(package,
     assert encoding.encode_segment(backend, feats[:0]).shape == (0, backend.out_channels)
 
 
+def test_threads_sharing_a_backend_derive_the_segment_graph_once(package, monkeypatch):
+    import threading
+    import time
+
+    derived = []
+    real = segment_graph.segment_graph
+
+    def slow_derivation(path):
+        derived.append(path)
+        time.sleep(0.2)  # long enough for every thread to ask while the first derives
+        return real(path)
+
+    monkeypatch.setattr(segment_graph, "segment_graph", slow_derivation)
+    backend = create_backend(package, "onnxruntime", "fp32")
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(backend.runs_segments))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [True] * 4 and len(derived) == 1
+
+
 def test_the_int8_encoder_stays_on_chunks(package):
     backend = create_backend(package, "onnxruntime", "int8")
     assert not backend.runs_segments and "re-quantized" in backend.segment_status

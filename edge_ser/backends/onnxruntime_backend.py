@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from edge_ser import contract
@@ -39,6 +41,7 @@ class OnnxRuntimeBackend:
         self._options = options
         self._segment_session = None
         self._segment_checked = False
+        self._segment_lock = threading.Lock()
         self.segment_status: dict | str | None = None
         """After the first `runs_segments`: the parity figures of the whole-segment encoder, or
         why it is not used."""
@@ -49,8 +52,10 @@ class OnnxRuntimeBackend:
         (`segment_graph`) and checks it against the streaming encoder; streams that never ask
         (live input) never pay for it."""
         if not self._segment_checked:
-            self._segment_checked = True
-            self._load_segment_session()
+            with self._segment_lock:  # threads sharing the backend derive it once
+                if not self._segment_checked:
+                    self._load_segment_session()
+                    self._segment_checked = True
         return self._segment_session is not None
 
     def _load_segment_session(self) -> None:
