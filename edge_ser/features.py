@@ -1,4 +1,4 @@
-"""Log-mel features for the runtime: offline and incremental, no torch.
+"""Log-mel features for the runtime: offline and frame by frame on demand, no torch.
 
 The definition is the one the training front end (`train.frontend.LogMel`, torchaudio) uses:
 
@@ -12,11 +12,12 @@ Precision: every frame is computed in float64 (window, FFT, power, mel sum, log)
 float32 once at the end, so the numbers here are the float32 rounding of the exact definition;
 the parity test against torchaudio then only measures torchaudio's own float32 rounding.
 
-Chunking invariance: `log_mel(x)` and any sequence of `accept` calls over the pieces of `x` run
-the same per-frame code, and each frame's result depends only on that frame's samples: the FFT
+Random access: `log_mel(x)` and `frames_of` over any span of frames of `x` run the same
+per-frame code, and each frame's result depends only on that frame's samples: the FFT
 transforms each row on its own, and the mel sum adds each filter's bins in ascending order
 (a BLAS matmul is not used because its result for a row can change with the number of rows).
-So the concatenated streaming output equals the offline output bit for bit.
+So frames computed in any pieces (as a stream computes a segment's) equal the offline output
+bit for bit.
 
 Kernels: this module holds the definition; the per-frame work runs in one of two
 implementations, chosen by name (`KERNELS`) and imported only when first chosen:
@@ -167,18 +168,12 @@ def log_mel(samples: np.ndarray, kernels: str = "numba") -> np.ndarray:
 
 @dataclass
 class FeatureState:
-    """Incremental state of one audio source: the samples not yet consumed by a frame, and
-    the kernels that compute its frames.
+    """The kernels that compute one audio source's frames (see `frames_of`)."""
 
-    `tail[0]` is the first sample of the next frame; `tail` is always shorter than
-    WINDOW_SAMPLES (a full window would already have produced that frame).
-    """
-
-    tail: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     kernels: str = "numba"
     """One of KERNELS."""
     frames: FramesFunction = field(init=False, repr=False)
-    """The kernels' `log_mel_frames`, resolved once here rather than on every chunk."""
+    """The kernels' `log_mel_frames`, resolved once here rather than on every call."""
 
     def __post_init__(self) -> None:
         self.frames = _frames_function(self.kernels)  # ValueError for an unknown name
@@ -204,29 +199,8 @@ def frames_of(state: FeatureState, samples: np.ndarray, count: int) -> np.ndarra
 
     Random access for a stream that keeps its samples (`edge_ser.stream`): frame t of a signal
     depends only on its own samples, so these are rows of `log_mel` of the whole signal, bit for
-    bit. Returns (count, N_MELS) float32; `state.tail` is not used.
+    bit. Returns (count, N_MELS) float32.
     """
     if count <= 0:
         return np.zeros((0, N_MELS), dtype=np.float32)
     return state.frames(_as_mono_float32(samples), count)
-
-
-def accept(state: FeatureState, samples: np.ndarray) -> np.ndarray:
-    """Feed the next `samples` of a source; return the frames they complete.
-
-    samples: (num_samples,) mono float32, any length including 0. Updates `state` in place;
-    `state.kernels` computes the frames. Returns (new_frames, N_MELS) float32. Over any
-    chunking of a signal the returned blocks, concatenated, equal `log_mel` of the whole signal
-    exactly; each frame is computed once.
-    """
-    chunk = _as_mono_float32(samples)
-    # buffer[0] is the first sample of the next frame, so frame t of the buffer starts at
-    # t * HOP_SAMPLES and the frames it completes are exactly num_frames(buffer.size).
-    buffer = np.concatenate((state.tail, chunk)) if state.tail.size else chunk
-    n_frames = num_frames(buffer.size)
-    features = state.frames(buffer, n_frames)
-    # The next frame starts n_frames hops in. What remains from there is shorter than one
-    # window (else it would be another frame); copy it so no caller array or large buffer
-    # stays referenced.
-    state.tail = buffer[n_frames * HOP_SAMPLES :].copy()
-    return features

@@ -121,23 +121,26 @@ def test_rejects_multichannel_input() -> None:
     with pytest.raises(ValueError, match=r"shape \(2, 800\)"):
         features.log_mel(np.zeros((2, 800), dtype=np.float32))
     with pytest.raises(ValueError, match="mono"):
-        features.accept(features.init_state(), np.zeros((800, 2), dtype=np.float32))
+        features.frames_of(features.init_state(), np.zeros((800, 2), dtype=np.float32), 3)
 
 
-# --- streaming: any chunking gives the offline result, bit for bit ---------------------------
+# --- frames in any pieces (as a stream computes a segment's) equal the offline frames ---------
 
 
-def _stream(signal: np.ndarray, chunk_sizes: list[int], kernels: str = "numba") -> np.ndarray:
-    """Feed `signal` through accept() in the given chunk sizes, then the remainder."""
+def _piecewise(signal: np.ndarray, first: int, cuts: list[int], kernels: str = "numba"
+               ) -> np.ndarray:
+    """Frames [first, all) of `signal` computed by `frames_of` in pieces ending at `cuts`
+    (frame counts from `first`), each from only the samples its frames read."""
     state = features.init_state(kernels)
     assert state.kernels == kernels
-    pieces, position = [], 0
-    for size in [*chunk_sizes, signal.size, 0]:
-        block = features.accept(state, signal[position : position + size])
-        assert block.shape[1:] == (contract.N_MELS,) and block.dtype == np.float32
-        assert state.tail.size < contract.WINDOW_SAMPLES
+    total = contract.num_frames(signal.size)
+    bounds = sorted({first + c for c in cuts if first + c < total} | {first, max(first, total)})
+    pieces = [np.zeros((0, contract.N_MELS), dtype=np.float32)]
+    for a, b in zip(bounds, bounds[1:]):
+        start, stop = features.sample_span(a, b)
+        block = features.frames_of(state, signal[start:stop], b - a)
+        assert block.shape == (b - a, contract.N_MELS) and block.dtype == np.float32
         pieces.append(block)
-        position = min(position + size, signal.size)
     return np.concatenate(pieces)
 
 
@@ -145,37 +148,31 @@ def _stream(signal: np.ndarray, chunk_sizes: list[int], kernels: str = "numba") 
 @given(
     start=st.integers(0, SIGNAL.size - 4_000),
     num_samples=st.integers(0, 4_000),
-    chunk_sizes=st.lists(
-        st.one_of(st.just(0), st.just(1), st.integers(0, 170), st.integers(0, 1_500)),
-        max_size=60,
-    ),
+    first=st.integers(0, 30),
+    cuts=st.lists(st.one_of(st.just(1), st.integers(0, 30), st.integers(0, 200)), max_size=30),
 )
-def test_any_chunking_equals_offline(start: int, num_samples: int, chunk_sizes: list[int]) -> None:
+def test_frames_in_any_pieces_equal_offline(start: int, num_samples: int, first: int,
+                                            cuts: list[int]) -> None:
     signal = SIGNAL[start : start + num_samples]
-    streamed = _stream(signal, chunk_sizes)
-    assert np.array_equal(_bits(streamed), _bits(features.log_mel(signal)))
+    piecewise = _piecewise(signal, first, cuts)
+    assert np.array_equal(_bits(piecewise), _bits(features.log_mel(signal)[first:]))
 
 
-def test_one_sample_at_a_time_equals_offline() -> None:
-    signal = SIGNAL[: 2_000 + 123]
-    streamed = _stream(signal, [1] * signal.size)
-    assert np.array_equal(_bits(streamed), _bits(features.log_mel(signal)))
-
-
-def test_whole_signal_in_hops_equals_offline() -> None:
+def test_frame_by_frame_across_offline_blocks_equals_offline() -> None:
     # Longer than one offline block of frames, so offline block boundaries are crossed too.
     signal = np.tile(SIGNAL, 3)
-    assert contract.num_frames(signal.size) > features._BLOCK_FRAMES
-    hops = [contract.HOP_SAMPLES] * (signal.size // contract.HOP_SAMPLES)
-    assert np.array_equal(_bits(_stream(signal, hops)), _bits(features.log_mel(signal)))
+    total = contract.num_frames(signal.size)
+    assert total > features._BLOCK_FRAMES
+    one_by_one = _piecewise(signal, 0, list(range(1, total)))
+    assert np.array_equal(_bits(one_by_one), _bits(features.log_mel(signal)))
 
 
 def test_accepts_read_only_and_float64_input() -> None:
     raw = SIGNAL[:5_000].tobytes()
     read_only = np.frombuffer(raw, dtype=np.float32)
-    state = features.init_state()
-    out = features.accept(state, read_only)
-    assert np.array_equal(_bits(out), _bits(OFFLINE[: out.shape[0]]))
+    count = contract.num_frames(read_only.size)
+    out = features.frames_of(features.init_state(), read_only, count)
+    assert np.array_equal(_bits(out), _bits(OFFLINE[:count]))
     as_float64 = features.log_mel(SIGNAL[:5_000].astype(np.float64))
     assert np.array_equal(_bits(as_float64), _bits(out))
 
@@ -204,17 +201,16 @@ def test_numpy_kernels_equal_numba_offline() -> None:
 @given(
     seed=st.integers(0, 2**32 - 1),
     num_samples=st.integers(0, 6_000),
-    chunk_sizes=st.lists(
-        st.one_of(st.just(0), st.just(1), st.integers(0, 170), st.integers(0, 1_500)),
-        max_size=60,
-    ),
+    first=st.integers(0, 30),
+    cuts=st.lists(st.one_of(st.just(1), st.integers(0, 30), st.integers(0, 200)), max_size=30),
 )
-def test_numpy_kernels_under_any_chunking_equal_numba_offline(
-    seed: int, num_samples: int, chunk_sizes: list[int]
+def test_numpy_kernels_in_any_pieces_equal_numba_offline(
+    seed: int, num_samples: int, first: int, cuts: list[int]
 ) -> None:
     signal = _random_audio(seed, num_samples)
-    streamed = _stream(signal, chunk_sizes, kernels="numpy")
-    assert np.array_equal(_bits(streamed), _bits(features.log_mel(signal, kernels="numba")))
+    piecewise = _piecewise(signal, first, cuts, kernels="numpy")
+    assert np.array_equal(_bits(piecewise),
+                          _bits(features.log_mel(signal, kernels="numba")[first:]))
 
 
 def test_unknown_kernels_are_refused_with_the_allowed_names() -> None:
@@ -234,7 +230,7 @@ def test_numpy_kernels_never_import_numba() -> None:
         "import numpy as np\n"
         "import edge_ser.features\n"
         "edge_ser.features.log_mel(np.zeros(16000, np.float32), kernels='numpy')\n"
-        "edge_ser.features.accept(edge_ser.features.init_state('numpy'), np.zeros(800))\n"
+        "edge_ser.features.frames_of(edge_ser.features.init_state('numpy'), np.zeros(800), 3)\n"
         "assert 'numba' not in sys.modules, 'numba imported by the numpy kernels'\n"
         "import edge_ser.runtime_config, edge_ser.stream\n"
         "assert 'numba' not in sys.modules, 'numba imported by the runtime'\n"

@@ -1,11 +1,13 @@
-"""Time the runtime log-mel front end: streaming cost per chunk and the offline real-time factor.
+"""Time the runtime log-mel front end: cost per call as a stream computes a segment's frames
+(1 and 100 frames at a time) and the offline real-time factor.
 
 Compares the runtime's two kernels (`features.kernels`: numba framing + numba power/mel/log,
 or plain numpy with a fixed-order mel sum; numpy FFT in both) with a third numpy variant:
 
 - numpy-dense:  strided view * window, rfft, power, BLAS matmul with the dense filterbank, log.
                 Fast, but a BLAS matmul may round a row differently depending on how many rows
-                it gets, so its streaming output is not guaranteed to equal the offline output.
+                it gets, so frames computed in pieces are not guaranteed to equal the offline
+                output.
 
     python tools/bench_features.py [--repeats 7]
 
@@ -61,19 +63,6 @@ def numpy_dense(samples: np.ndarray, n_frames: int) -> np.ndarray:
     return np.log(mel + LOG_FLOOR).astype(np.float32)
 
 
-def make_accept(frames_fn: FramesFn) -> Callable[[list[np.ndarray], np.ndarray], np.ndarray]:
-    """The streaming loop of `features.accept` around another per-frame implementation."""
-
-    def accept(tail: list[np.ndarray], chunk: np.ndarray) -> np.ndarray:
-        buffer = np.concatenate((tail[0], chunk)) if tail[0].size else chunk
-        n_frames = num_frames(buffer.size)
-        out = frames_fn(buffer, n_frames)
-        tail[0] = buffer[n_frames * HOP_SAMPLES :].copy()
-        return out
-
-    return accept
-
-
 def median_call_s(fn: Callable[[], object], calls: int, repeats: int) -> float:
     """Median over repeats of the mean time of `calls` back-to-back calls."""
     times = []
@@ -85,30 +74,21 @@ def median_call_s(fn: Callable[[], object], calls: int, repeats: int) -> float:
     return statistics.median(times)
 
 
-def bench_stream(name: str, chunk_samples: int, signal: np.ndarray, repeats: int) -> float:
-    """Seconds per `accept` call with chunks of `chunk_samples`, fed in order through `signal`."""
-    if name == "numba":
-        state = features.init_state()
-
-        def step(chunk: np.ndarray) -> np.ndarray:
-            return features.accept(state, chunk)
-    else:
-        tail = [np.zeros(0, dtype=np.float32)]
-        accept = make_accept(VARIANTS[name])
-
-        def step(chunk: np.ndarray) -> np.ndarray:
-            return accept(tail, chunk)
-
-    chunks = [signal[i : i + chunk_samples] for i in range(0, signal.size, chunk_samples)]
-    chunks = [c for c in chunks if c.size == chunk_samples]
+def bench_pieces(frames_fn: FramesFn, frames_per_call: int, signal: np.ndarray,
+                 repeats: int) -> float:
+    """Seconds per call computing the next `frames_per_call` frames of `signal` from only their
+    samples, in order: what `features.frames_of` does as a stream's segment grows."""
+    span = features.sample_span(0, frames_per_call)[1]
+    starts = range(0, signal.size - span, frames_per_call * HOP_SAMPLES)
+    pieces = [np.ascontiguousarray(signal[i : i + span]) for i in starts]
     position = [0]
 
     def one() -> None:
-        step(chunks[position[0] % len(chunks)])
+        frames_fn(pieces[position[0] % len(pieces)], frames_per_call)
         position[0] += 1
 
     one()  # warm up (numba loads its compiled kernels at import; FFT plans are cached)
-    calls = max(1, int(0.2 * SAMPLE_RATE_HZ / chunk_samples))  # ~0.2 s of audio per repeat
+    calls = max(1, 20 // frames_per_call)  # at least 0.2 s of audio per repeat
     return median_call_s(one, calls, repeats)
 
 
@@ -129,10 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     signal = (0.1 * rng.standard_normal(int(args.offline_s * SAMPLE_RATE_HZ))).astype(np.float32)
     reference = features.log_mel(signal)
 
-    print(f"{'variant':<14}{'10 ms chunk':>14}{'1 s chunk':>14}{'offline RTF':>14}  max|diff|")
+    print(f"{'variant':<14}{'1 frame':>14}{'100 frames':>14}{'offline RTF':>14}  max|diff|")
     for name, frames_fn in VARIANTS.items():
-        per_10ms = bench_stream(name, SAMPLE_RATE_HZ // 100, signal, args.repeats)
-        per_1s = bench_stream(name, SAMPLE_RATE_HZ, signal, args.repeats)
+        per_10ms = bench_pieces(frames_fn, 1, signal, args.repeats)
+        per_1s = bench_pieces(frames_fn, 100, signal, args.repeats)
         n_frames = num_frames(signal.size)
         offline_s = median_call_s(lambda f=frames_fn, n=n_frames: f(signal, n), 1, args.repeats)
         diff = float(np.abs(frames_fn(signal, n_frames) - reference).max())
