@@ -48,6 +48,21 @@ class EncoderBackend(Protocol):
         ...
 
 
+def check_feats(feats: np.ndarray, chunk_frames: int | None, stride: int) -> np.ndarray:
+    """`feats` as contiguous float32 (batch, frames, N_MELS): frames == chunk_frames, or with
+    chunk_frames None (a whole segment) any positive multiple of `stride`; ValueError else."""
+    feats = np.ascontiguousarray(feats, dtype=np.float32)
+    if chunk_frames is None:
+        if (feats.ndim != 3 or feats.shape[2] != contract.N_MELS or feats.shape[1] < 1
+                or feats.shape[1] % stride):
+            raise ValueError(f"feats must be (batch, frames, {contract.N_MELS}) float32 with "
+                             f"frames a positive multiple of {stride}, got shape {feats.shape}")
+    elif feats.ndim != 3 or feats.shape[1:] != (chunk_frames, contract.N_MELS):
+        raise ValueError(f"feats must be (batch, {chunk_frames}, {contract.N_MELS}) float32, "
+                         f"got shape {feats.shape}")
+    return feats
+
+
 class StateLayout:
     """Shapes of the state tensors of a package, with the batch axis filled in on demand."""
 
@@ -83,16 +98,7 @@ class StateLayout:
               ) -> tuple[np.ndarray, list[np.ndarray]]:
         """Validated contiguous float32 copies/views of one call's inputs: a chunk of
         chunk_frames or, with `whole_segment`, any positive multiple of the stride."""
-        feats = np.ascontiguousarray(feats, dtype=np.float32)
-        if whole_segment:
-            if (feats.ndim != 3 or feats.shape[2] != contract.N_MELS or feats.shape[1] < 1
-                    or feats.shape[1] % self.stride):
-                raise ValueError(f"feats must be (batch, frames, {contract.N_MELS}) float32 with "
-                                 f"frames a positive multiple of {self.stride}, got shape "
-                                 f"{feats.shape}")
-        elif feats.ndim != 3 or feats.shape[1:] != (self.chunk_frames, contract.N_MELS):
-            raise ValueError(f"feats must be (batch, {self.chunk_frames}, {contract.N_MELS}) "
-                             f"float32, got shape {feats.shape}")
+        feats = check_feats(feats, None if whole_segment else self.chunk_frames, self.stride)
         batch = feats.shape[0]
         if len(state) != len(self.shapes):
             raise ValueError(f"state must hold {len(self.shapes)} tensors (from init_state), "

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_ser import contract
-from edge_ser.backends.base import BackendUnavailable
+from edge_ser.backends.base import BackendUnavailable, check_feats
 from edge_ser.package import ModelPackage, sha256_file
 
 
@@ -61,19 +60,10 @@ class TorchBackend:
 
     def run(self, feats: np.ndarray, state: list[np.ndarray]
             ) -> tuple[np.ndarray, list[np.ndarray]]:
-        feats = np.ascontiguousarray(feats, dtype=np.float32)
-        if feats.ndim != 3 or feats.shape[1:] != (self.chunk_frames, contract.N_MELS):
-            raise ValueError(f"feats must be (batch, {self.chunk_frames}, {contract.N_MELS}), "
-                             f"got {feats.shape}")
-        return self._forward_chunk(feats, state)
+        return self._forward_chunk(check_feats(feats, self.chunk_frames, self.stride), state)
 
     def run_segment(self, feats: np.ndarray, state: list[np.ndarray]) -> np.ndarray:
-        feats = np.ascontiguousarray(feats, dtype=np.float32)
-        if (feats.ndim != 3 or feats.shape[2] != contract.N_MELS or feats.shape[1] < 1
-                or feats.shape[1] % self.stride):
-            raise ValueError(f"feats must be (batch, frames, {contract.N_MELS}) with frames a "
-                             f"positive multiple of {self.stride}, got {feats.shape}")
-        return self._forward_chunk(feats, state)[0]
+        return self._forward_chunk(check_feats(feats, None, self.stride), state)[0]
 
     def _forward_chunk(self, feats: np.ndarray, state: list[np.ndarray]
                        ) -> tuple[np.ndarray, list[np.ndarray]]:
