@@ -52,5 +52,5 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def write_text_atomic(path: str | os.PathLike, text: str, durable: bool = True) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"), durable)
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))

@@ -72,7 +72,7 @@ def encode_segment(backend, feats: np.ndarray) -> np.ndarray:
     backends with a whole-segment encoder (`backend.runs_segments`).
 
     Returns (max(n // stride, 1), C) float32: the frames `feed` then `finish` give, up to float
-    rounding (`export.segment_graph`). The segment is padded on the right to a multiple of the
+    rounding (`backends.segment_graph`). The segment is padded on the right to a multiple of the
     stride (at least one stride); as in `finish`, padded outputs are dropped.
     """
     feats = np.asarray(feats, dtype=np.float32)

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -12,3 +13,17 @@ def shared_data() -> Path:
     if not all((SHARED_DATA / c / "labels.csv").is_file() for c in CORPORA):
         pytest.skip(f"the shared corpora are not at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def fsynced(monkeypatch) -> list[str]:
+    """The paths of every file and folder fsynced while the test runs, in order."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    return synced

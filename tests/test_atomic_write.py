@@ -22,21 +22,13 @@ def test_the_file_gets_the_mode_the_umask_gives(tmp_path, monkeypatch, umask, mo
 
 
 @pytest.mark.parametrize("durable", [True, False])
-def test_fsync_only_when_durable(tmp_path, monkeypatch, durable):
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def recording_fsync(fd):
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", recording_fsync)
+def test_fsync_only_when_durable(tmp_path, fsynced, durable):
     write_bytes_atomic(tmp_path / "a.bin", b"abc", durable=durable)
     if durable:  # the temporary file, then the folder after the rename
-        assert len(synced) == 2 and synced[1] == str(tmp_path)
-        assert os.path.basename(synced[0]).startswith(".a.bin.")
+        assert len(fsynced) == 2 and fsynced[1] == str(tmp_path)
+        assert os.path.basename(fsynced[0]).startswith(".a.bin.")
     else:
-        assert synced == []
+        assert fsynced == []
     assert (tmp_path / "a.bin").read_bytes() == b"abc"
 
 

@@ -95,19 +95,11 @@ def test_an_output_the_disk_lost_after_its_marker_redoes_the_recording(fake_mode
 
 
 def test_recording_outputs_skip_fsync_and_batch_files_keep_it(fake_model, three_calls, tmp_path,
-                                                            monkeypatch):
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def recording_fsync(fd):
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", recording_fsync)
+                                                            fsynced):
     out = tmp_path / "out"
     assert cli.main(["batch", str(three_calls), "--out", str(out), "--quiet"]) == 0
-    assert not [p for p in synced if "/recordings/" in p]
-    synced_names = {Path(p).name for p in synced}
+    assert not [p for p in fsynced if "/recordings/" in p]
+    synced_names = {Path(p).name for p in fsynced}
     # batch-wide files: temporary name while synced, then their folder
     assert any(name.startswith(".summary.csv.") for name in synced_names)
     assert "out" in synced_names
