@@ -9,23 +9,23 @@ records every output's size and sha256, and a recording whose files do not match
 
 from __future__ import annotations
 
+import itertools
 import os
-import tempfile
 from pathlib import Path
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)  # read once, at import: os.umask can only be read by setting it
+_TEMPORARY_NUMBERS = itertools.count()
+"""With the process id, names this process's temporary files uniquely (next() is atomic under
+the GIL, so threads writing at once get different numbers)."""
+_ATTEMPTS = 100
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:
     """Write to a temporary file in the target's folder (fsynced when `durable`), then rename
     it over the target (and fsync the folder when `durable`)."""
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    fd, tmp = _create_temporary(target)
     try:
         with os.fdopen(fd, "wb") as fh:
-            # mkstemp makes the file private (0600); give it the mode open() would
-            os.fchmod(fh.fileno(), 0o666 & ~_UMASK)
             fh.write(data)
             if durable:
                 fh.flush()
@@ -36,6 +36,20 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, durable: bool = Tru
         raise
     if durable:
         _fsync_folder(target.parent)
+
+
+def _create_temporary(target: Path) -> tuple[int, Path]:
+    """A new file `.<name>.<pid>.<n>.tmp` beside `target`, opened for writing, with the mode a
+    plain open() gives (0666 less the umask). Cheaper than tempfile.mkstemp (no random names,
+    no fchmod); O_EXCL still refuses a leftover of an earlier process that had the same id."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(_ATTEMPTS):
+        tmp = target.parent / f".{target.name}.{os.getpid()}.{next(_TEMPORARY_NUMBERS)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{target}: no free temporary name after {_ATTEMPTS} attempts")
 
 
 def _fsync_folder(folder: Path) -> None:
