@@ -129,8 +129,14 @@ def accept(state: VadState, config: VadConfig, samples: np.ndarray) -> list[VadE
     # webrtcvad reads 16-bit PCM; one conversion for all the frames of this call
     pcm = np.clip(np.round(buffer[:used] * 32768.0), -32768, 32767).astype("<i2")
     events: list[VadEvent] = []
+    frames_per_vad = state.frame_samples // HOP_SAMPLES
     for voiced in _decisions(state.detector, pcm, state.frame_samples):
-        _step(state, config, voiced, events)
+        if not voiced and not state.in_run and state.phase is Phase.IDLE:
+            # silence between segments, most frames of a call: all that _step would do
+            state.voiced_count = 0
+            state.next_frame += frames_per_vad
+        else:
+            _step(state, config, voiced, events)
     return events
 
 

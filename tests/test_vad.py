@@ -168,6 +168,32 @@ def test_reframing_is_independent_of_chunking():
     assert events + vad.finish(state, config) == expected and len(expected) == 4
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_the_silence_shortcut_steps_exactly_as_step(seed):
+    """accept() skips _step for unvoiced frames between segments; stepping every frame through
+    _step must give the same events on the same frames (a late close event is a wrong one),
+    and the same state, on scripts with every kind of run."""
+    rng = np.random.default_rng(seed)
+    script = "".join("".join(rng.choice(["#", "."], size=int(n), p=[q, 1 - q]))
+                     for n, q in zip(rng.integers(1, 60, 80), rng.choice([0.1, 0.5, 0.9], 80)))
+    config = dataclasses.replace(VadConfig(frame_ms=FRAME_MS), **BASE, max_segment_s=2.0)
+    state = vad.init_state(config)
+    state.detector = Scripted(script)
+    reference = vad.init_state(config)
+    got, expected = [], []
+    for i, c in enumerate(script):  # one frame per call, so each event's frame is known
+        got += [(i, e) for e in vad.accept(state, config, np.zeros(480, dtype=np.float32))]
+        stepped: list[vad.VadEvent] = []
+        vad._step(reference, config, c == "#", stepped)
+        expected += [(i, e) for e in stepped]
+    assert got == expected and len(expected) > 4
+
+    def fields(s: vad.VadState) -> dict:
+        return {k: v for k, v in vars(s).items() if k not in ("detector", "tail")}
+
+    assert fields(state) == fields(reference)
+
+
 def test_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="vad.aggressiveness"):
         load_config(RuntimeConfig, overrides=["vad.aggressiveness=4"])
