@@ -29,8 +29,11 @@ class RecognizerSpec:
     config: RuntimeConfig = RuntimeConfig()
 
     def __call__(self):
+        """A batch worker's recognizer, built once per worker process (every engine)."""
+        from edge_ser.malloc_tuning import keep_freed_memory
         from edge_ser.recognizer import Recognizer
 
+        keep_freed_memory()  # the worker allocates the same buffers for hours
         return Recognizer.from_options(self.model, backend=self.backend,
                                        precision=self.precision, threads=self.threads,
                                        config=self.config)
