@@ -8,6 +8,10 @@ from edge_ser.bench.stream_bench import CHUNK_MS, BenchOptions
 
 MEMORY_TARGET_MIB = 200e6 / 2**20
 """The resident memory target, 200 MB, in the MiB that /proc reports (190.7)."""
+BATCH_POINTER = ("Batch processing of recorded calls (throughput per core with 1 and 2 workers, "
+                 "memory per worker, the eGeMAPS peer side by side) is measured by `python main.py "
+                 "bench batch` and reported in [benchmarks_batch.md](benchmarks_batch.md).")
+"""The streaming report names the batch report, which has its own command."""
 
 
 def _yes(ok: bool) -> str:
@@ -98,6 +102,8 @@ def render(options: BenchOptions, facts: dict, f: dict) -> str:
     memories = f["memory"]  # feature kernels -> the separate process' figures
     lines = [
         "# Streaming benchmarks",
+        "",
+        BATCH_POINTER,
         "",
         "Produced by:",
         "",
