@@ -102,3 +102,27 @@ def test_balanced_weights_equalise_corpora_and_classes(tmp_path):
     assert mass[("a", "x")] == pytest.approx(0.25)
     assert mass[("a", "y")] == pytest.approx(0.25)
     assert mass[("b", "x")] == pytest.approx(0.5)
+
+
+def test_git_commit_marks_uncommitted_changes_and_knows_no_checkout(tmp_path):
+    import subprocess
+
+    from train.run import UNCOMMITTED, git_commit
+
+    assert git_commit(tmp_path) == "unknown"  # not a checkout
+    repo = tmp_path / "repo"
+    repo.mkdir()
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    git("init", "-q")
+    (repo / "code.py").write_text("x = 1\n")
+    git("add", "code.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    head = git("rev-parse", "HEAD")
+    (repo / "notes.txt").write_text("untracked files do not count\n")
+    assert git_commit(repo) == head
+    (repo / "code.py").write_text("x = 2\n")
+    assert git_commit(repo) == head + UNCOMMITTED

@@ -47,12 +47,25 @@ def score_per_corpus(result, test: list[Clip]) -> dict[str, Scores]:
     return scores
 
 
-def git_commit() -> str:
+UNCOMMITTED = "+uncommitted"
+"""Appended to the commit when tracked files differ from it: the code that ran is not that
+commit's."""
+
+
+def git_commit(folder: Path = Path(__file__).parent) -> str:
+    """The commit of the checkout holding `folder` (this code's, by default), UNCOMMITTED
+    appended when tracked files were changed; "unknown" outside a git checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=folder,
+                              timeout=10).stdout.strip()
+
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except OSError:
+        commit = git("rev-parse", "HEAD")
+        if not commit:
+            return "unknown"
+        return commit + (UNCOMMITTED if git("status", "--porcelain", "--untracked-files=no")
+                         else "")
+    except (OSError, subprocess.TimeoutExpired):
         return "unknown"
 
 
