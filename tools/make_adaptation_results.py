@@ -56,7 +56,7 @@ from train.adapt import (  # noqa: E402
 from train.adapt_config import AdaptConfig  # noqa: E402
 from train.corpus import labelled, read_corpus, speaker_split  # noqa: E402
 from train.memory import SourceMemory  # noqa: E402
-from train.run import git_commit  # noqa: E402
+from train.run import UNCOMMITTED, git_commit  # noqa: E402
 from train.views import load_views  # noqa: E402
 
 CORPORA = ("emodb", "urdu", "turev")
@@ -102,6 +102,10 @@ ABLATIONS = {  # NNPM variants: name -> (overrides, description)
                  "mixed batch norm (one batch of both, running statistics at test time)"),
     "nnpm_sf_select": (["nnpm.select_without_source=true"],
                        "no source audio, with confident selection"),
+    "frozen_head": (["nnpm.classifier_lr=0"],
+                    "classifier head frozen while adapting (as without source audio)"),
+    "teacher0.95": (["nnpm.teacher_momentum=0.95"],
+                    "mean teacher (weight EMA 0.95 per step) labels the target and is the model"),
 }
 """A name starting with nnpm_sf runs NNPM without source audio (as the nnpm_sf column)."""
 
@@ -349,6 +353,11 @@ def speaker_confound(data: Path, labels: tuple[str, ...]) -> list[str]:
     return rows
 
 
+def short_commit(commit: str) -> str:
+    """The first 10 hex digits, keeping the mark of uncommitted changes."""
+    return commit[:10] + (UNCOMMITTED if commit.endswith(UNCOMMITTED) else "")
+
+
 def render(results: dict, commands: list[str], config_name: str, seconds: float | None,
            confound: list[str] | None = None, measured_at: list[str] | None = None) -> str:
     names = {**{k: d for k, (_, d) in SYSTEMS.items()}, **DERIVED}
@@ -358,12 +367,12 @@ def render(results: dict, commands: list[str], config_name: str, seconds: float 
     seeds = sorted(results["seeds"])
     took = f", {seconds / 3600:.1f} h on this machine's CPU" if seconds else ""
     if measured_at:
-        took += ", measured at commit " + ", ".join(c[:10] for c in measured_at)
+        took += ", measured at commit " + ", ".join(short_commit(c) for c in measured_at)
     lines = [
         "# Unsupervised cross-lingual adaptation",
         "",
         f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC (commit "
-        f"{git_commit()[:10]}{took}) by",
+        f"{short_commit(git_commit())}{took}) by",
         "",
         "```bash",
         *commands,

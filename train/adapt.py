@@ -229,11 +229,13 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
         language_clf = LanguageClassifier(model.classifier.in_features, len(data.domains) + 1,
                                           cfg.dann.hidden)
         params += list(language_clf.parameters())
-    if source_free:
-        for p in model.classifier.parameters():
-            p.requires_grad_(False)
-        params = [p for p in params if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    head_lr = 1.0 if method != "nnpm" else 0.0 if source_free else cfg.nnpm.classifier_lr
+    groups = adaptation_param_groups(model, params, head_lr)
+    params = [p for g in groups for p in g["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    # mean teacher (nnpm.teacher_momentum): labels the target and is the model returned
+    teacher = (copy.deepcopy(model) if method == "nnpm" and cfg.nnpm.teacher_momentum > 0
+               else None)
 
     batch = cfg.optim.batch_size
     # an epoch is one pass over the larger side (or the target), whatever the method, so that
@@ -258,8 +260,13 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
                                          refresh, n_refreshes)
             if source_free and not cfg.nnpm.select_without_source:
                 share = 1.0
-            pseudo, weights = target_pseudo_labels(cfg, model, memory, target_clean, share,
-                                                   first_shares)
+            if teacher is None:
+                pseudo, weights = target_pseudo_labels(cfg, model, memory, target_clean, share,
+                                                       first_shares)
+            else:
+                pseudo, weights = target_pseudo_labels(
+                    cfg, teacher, teacher_memory(cfg, teacher, data, memory), target_clean,
+                    share, first_shares)
             if first_shares is None:
                 first_shares = pseudo.shares
         ramp = min(1.0, (epoch - warmup + 1) / (cfg.nnpm.ramp_epochs + 1)) if nnpm_on else 0.0
@@ -270,6 +277,8 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
         for _ in range(steps_per_epoch):
             for group in optimizer.param_groups:
                 group["lr"] = get_lr(step, total_steps, warmup_steps, cfg.optim.lr)
+                if "lr_scale" in group:
+                    group["lr"] *= group["lr_scale"]
             src = tgt = src_idx = tgt_idx = None
             if not source_free:
                 src_idx = rng.choice(n_source, size=batch, p=data.source_weights)
@@ -305,6 +314,8 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
             optimizer.step()
             if method == "nnpm" and out_s is not None:
                 memory.update(torch.as_tensor(src_idx), out_s[1], cfg.nnpm.memory_momentum)
+            if teacher is not None:
+                ema_update(teacher, model, cfg.nnpm.teacher_momentum)
             losses.add(terms)
             step += 1
         entry = {"epoch": epoch + 1, **losses.means(),
@@ -318,12 +329,59 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
     model.eval()
     for p in model.classifier.parameters():
         p.requires_grad_(True)
+    if teacher is not None:  # the mean teacher is the adapted model
+        model = teacher
+        model.eval()
     if uses_target and cfg.target_bn_stats:
         reestimate_bn_statistics(model, target_clean)
     if method == "nnpm":
-        pseudo, _ = target_pseudo_labels(cfg, model, memory, target_clean,
+        label_memory = memory if teacher is None else teacher_memory(cfg, model, data, memory)
+        pseudo, _ = target_pseudo_labels(cfg, model, label_memory, target_clean,
                                          cfg.nnpm.select_share_end, first_shares)
     return AdaptResult(model, labels, memory, pseudo, history, time.perf_counter() - started)
+
+
+def adaptation_param_groups(model: EmotionModel, params: list[nn.Parameter],
+                            classifier_lr: float) -> list[dict]:
+    """AdamW parameter groups of `params` (the model's and any extra module's).
+
+    classifier_lr 1: one group, every parameter at the scheduled rate. 0: the classifier head is
+    frozen (`requires_grad` off until the loop ends, left out of the optimizer). Between: the
+    head is a second group whose rate is that multiple of the scheduled one (`lr_scale`)."""
+    if classifier_lr >= 1.0:
+        return [{"params": list(params)}]
+    head = {id(p) for p in model.classifier.parameters()}
+    rest = [p for p in params if id(p) not in head]
+    if classifier_lr <= 0.0:
+        for p in model.classifier.parameters():
+            p.requires_grad_(False)
+        return [{"params": rest}]
+    return [{"params": rest},
+            {"params": [p for p in params if id(p) in head], "lr_scale": classifier_lr}]
+
+
+@torch.no_grad()
+def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
+    """Mean teacher step: every teacher weight <- momentum * itself + (1 - momentum) * the
+    student's; buffers (batch-norm running statistics) are copied from the student."""
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"teacher momentum must be in [0, 1), got {momentum}")
+    for t, s in zip(teacher.parameters(), student.parameters(), strict=True):
+        t.mul_(momentum).add_(s.detach(), alpha=1.0 - momentum)
+    for t, s in zip(teacher.buffers(), student.buffers(), strict=True):
+        t.copy_(s)
+
+
+def teacher_memory(cfg: AdaptConfig, teacher: EmotionModel, data: AdaptData,
+                   memory: SourceMemory) -> SourceMemory:
+    """The memory the mean teacher labels the target against: its own embeddings of the clean
+    source utterances (normalised as the first memory is), so teacher features are compared
+    with slots of the same network; without source audio, the fixed memory itself."""
+    if not data.source_views:
+        return memory
+    features, _ = embed_domain(teacher, [v[0] for v in data.source_views],
+                               own_statistics=cfg.batchnorm == "separate")
+    return SourceMemory.from_features(features, memory.labels, memory.n_classes)
 
 
 def _target_terms(cfg: NNPMConfig, out_t, sets: torch.Tensor, weights: torch.Tensor,

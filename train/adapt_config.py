@@ -95,6 +95,15 @@ class NNPMConfig:
     diversity_weight: float = setting(0.0, min=0.0, max=100.0,
                                       help="weight of the batch prediction-entropy term that "
                                       "keeps target predictions from collapsing to one class")
+    classifier_lr: float = setting(1.0, min=0.0, max=1.0,
+                                   help="the classifier head's learning rate as a multiple of "
+                                   "optim.lr while adapting with source audio; 0 = frozen, as "
+                                   "without source audio; 1 = off (the head trains like the rest)")
+    teacher_momentum: float = setting(0.0, min=0.0, max=0.9999,
+                                      help="mean teacher: an exponential moving average of the "
+                                      "weights (this momentum per step) labels the target "
+                                      "against a memory of its own source features and is the "
+                                      "adapted model returned; 0 = off")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,118 @@
+"""NNPM variants, off by default: the classifier head's learning rate (frozen head) and the mean
+teacher (an EMA of the weights labels the target and is the adapted model). Known answers on
+tiny modules, and the variants end to end on the synthetic two-domain task of test_adapt."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from test_adapt import LABELS, config, target_accuracy, two_domains
+from torch import nn
+
+from edge_ser.config import ConfigError, load_config
+from train.adapt import (
+    AdaptData,
+    adapt,
+    adaptation_param_groups,
+    ema_update,
+    teacher_memory,
+)
+from train.adapt_config import AdaptConfig
+from train.memory import SourceMemory
+from train.model import EmotionModel
+
+
+def tiny_model() -> EmotionModel:
+    return EmotionModel(config().model, 64, len(LABELS))
+
+
+def test_both_variants_are_off_by_default():
+    cfg = load_config(AdaptConfig, None)
+    assert cfg.nnpm.classifier_lr == 1.0 and cfg.nnpm.teacher_momentum == 0.0
+    with pytest.raises(ConfigError):
+        load_config(AdaptConfig, None, ["nnpm.teacher_momentum=1.0"])
+
+
+def test_ema_update_known_answer_and_buffers_are_copied():
+    teacher, student = nn.BatchNorm1d(2), nn.BatchNorm1d(2)
+    with torch.no_grad():
+        teacher.weight.fill_(0.0)
+        student.weight.copy_(torch.tensor([1.0, 3.0]))
+        student.running_mean.copy_(torch.tensor([5.0, -5.0]))
+    ema_update(teacher, student, 0.9)
+    assert torch.allclose(teacher.weight, torch.tensor([0.1, 0.3]))  # 0.9 * 0 + 0.1 * w
+    assert torch.equal(teacher.running_mean, student.running_mean)
+    ema_update(teacher, student, 0.5)
+    assert torch.allclose(teacher.weight, torch.tensor([0.55, 1.65]))  # 0.5 * 0.1 + 0.5 * 1
+    ema_update(teacher, student, 0.0)  # momentum 0: the student itself
+    assert torch.equal(teacher.weight, student.weight)
+    with pytest.raises(ValueError, match="momentum"):
+        ema_update(teacher, student, 1.0)
+
+
+def test_param_groups_leave_out_or_scale_the_classifier_head():
+    model = tiny_model()
+    params = list(model.parameters())
+    head = {id(p) for p in model.classifier.parameters()}
+    (one,) = adaptation_param_groups(model, params, 1.0)
+    assert [id(p) for p in one["params"]] == [id(p) for p in params] and "lr_scale" not in one
+    rest, scaled = adaptation_param_groups(model, params, 0.1)
+    assert scaled["lr_scale"] == 0.1 and {id(p) for p in scaled["params"]} == head
+    assert len(rest["params"]) == len(params) - len(head)
+    (frozen,) = adaptation_param_groups(model, params, 0.0)
+    assert not head & {id(p) for p in frozen["params"]}
+    assert not any(p.requires_grad for p in model.classifier.parameters())
+
+
+def test_teacher_memory_is_the_teachers_own_source_embeddings():
+    data, _ = two_domains(n=40)
+    model = tiny_model()
+    start = SourceMemory.from_features(torch.randn(40, 16), data.source_targets, 4)
+    memory = teacher_memory(config(), model, data, start)
+    assert torch.equal(memory.labels, start.labels) and len(memory) == 40
+    assert torch.allclose(memory.slots.norm(dim=1), torch.ones(40))
+    assert not torch.allclose(memory.slots, start.slots)
+    # without source audio the fixed memory bank is the memory
+    fixed = SourceMemory.from_features(torch.eye(4, 16), np.arange(4), 4, fixed=True)
+    assert teacher_memory(config(), model, AdaptData(LABELS, data.target_views), fixed) is fixed
+
+
+def test_frozen_head_keeps_the_classifier_and_still_adapts():
+    data, y_target = two_domains()
+    source = adapt(config("method=source", "optim.epochs=4"), data, log=lambda _: None)
+    start = copy.deepcopy(source.model)
+    ours = adapt(config("method=nnpm", "optim.epochs=3", "nnpm.warmup_epochs=0",
+                        "optim.warmup_epochs=0", "nnpm.classifier_lr=0"),
+                 data, model=start, log=lambda _: None)
+    assert torch.equal(ours.model.classifier.weight, source.model.classifier.weight)
+    assert torch.equal(ours.model.classifier.bias, source.model.classifier.bias)
+    assert not torch.equal(ours.model.projection[0].weight, source.model.projection[0].weight)
+    assert all(p.requires_grad for p in ours.model.parameters())  # given back trainable
+    assert target_accuracy(ours.model, data, y_target) >= \
+        target_accuracy(source.model, data, y_target)
+    # the default trains the head
+    default = adapt(config("method=nnpm", "optim.epochs=1", "nnpm.warmup_epochs=0"),
+                    data, model=copy.deepcopy(source.model), log=lambda _: None)
+    assert not torch.equal(default.model.classifier.weight, source.model.classifier.weight)
+
+
+def test_mean_teacher_is_the_returned_model_and_lags_the_student():
+    data, y_target = two_domains()
+    source = adapt(config("method=source", "optim.epochs=4"), data, log=lambda _: None)
+    common = ["method=nnpm", "optim.epochs=3", "nnpm.warmup_epochs=0", "optim.warmup_epochs=0"]
+    student = adapt(config(*common), data, model=copy.deepcopy(source.model),
+                    log=lambda _: None)
+    # momentum near 1: the teacher barely moves from the start model (the labels it gives
+    # are the start model's, so the student differs from plain NNPM's only through them)
+    still = adapt(config(*common, "nnpm.teacher_momentum=0.9999"), data,
+                  model=copy.deepcopy(source.model), log=lambda _: None)
+    for t, s in zip(still.model.parameters(), source.model.parameters()):
+        assert torch.allclose(t, s, atol=1e-3)
+    assert not all(torch.allclose(a, b, atol=1e-3) for a, b in
+                   zip(student.model.parameters(), source.model.parameters()))
+    ours = adapt(config(*common, "nnpm.teacher_momentum=0.9"), data,
+                 model=copy.deepcopy(source.model), log=lambda _: None)
+    assert target_accuracy(ours.model, data, y_target) >= \
+        target_accuracy(source.model, data, y_target)
+    assert (ours.pseudo.top.numpy() == y_target).mean() >= 0.5
