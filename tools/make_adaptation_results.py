@@ -359,7 +359,9 @@ def short_commit(commit: str) -> str:
 
 
 def render(results: dict, commands: list[str], config_name: str, seconds: float | None,
-           confound: list[str] | None = None, measured_at: list[str] | None = None) -> str:
+           confound: list[str] | None = None, measured_at: list[str] | None = None,
+           commit: str | None = None) -> str:
+    """The markdown table; `commit`: the code rendering it (default: this checkout's now)."""
     names = {**{k: d for k, (_, d) in SYSTEMS.items()}, **DERIVED}
     main = results["main"]
     settings = [s for s in SETTINGS if name_of(s) in main]
@@ -372,7 +374,7 @@ def render(results: dict, commands: list[str], config_name: str, seconds: float 
         "# Unsupervised cross-lingual adaptation",
         "",
         f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC (commit "
-        f"{short_commit(git_commit())}{took}) by",
+        f"{short_commit(commit or git_commit())}{took}) by",
         "",
         "```bash",
         *commands,
@@ -491,6 +493,7 @@ def main() -> None:
                      + ", ".join(name_of(s) for s in SETTINGS))
     args.raw = args.raw or args.out.with_suffix(".json")
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    commit = git_commit()  # before this run writes anything: the code it runs
     if args.render:
         parts = [json.loads(p.read_text()) for p in args.render]
         results = merge(parts)
@@ -501,7 +504,6 @@ def main() -> None:
         write_text_atomic(args.raw, json.dumps(results, indent=1))
     else:
         started = time.perf_counter()
-        commit = git_commit()  # the code this run runs, whatever is committed meanwhile
         results = run(args)
         seconds = time.perf_counter() - started
         results.update(seconds=seconds, argv=sys.argv[1:], commit=commit)
@@ -511,7 +513,7 @@ def main() -> None:
     labels = load_config(AdaptConfig, args.config, args.set).source.labels
     confound = speaker_confound(args.data, labels) if (args.data / CORPORA[0]).is_dir() else None
     write_text_atomic(args.out, render(results, commands, args.config.name, seconds, confound,
-                                       measured_at))
+                                       measured_at, commit))
     print(f"wrote {args.out}")
 
 
