@@ -78,6 +78,9 @@ class _Rewriter:
                 node.input[j] = self.unsqueezed[name]
         if node.op_type == "Transpose" and self.feature_input in node.input:
             # (batch, time, mels) -> (batch, mels, time): unsqueezed right after
+            if _attributes(node).get("perm") != [0, 2, 1]:
+                raise LayoutError(f"{node.name}: the features are not transposed to "
+                                  "(batch, mels, time)")
             output = node.output[0]
             node.output[0] = f"{output}/3d"
             self.four_d.add(output)
