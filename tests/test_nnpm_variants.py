@@ -116,3 +116,19 @@ def test_mean_teacher_is_the_returned_model_and_lags_the_student():
     assert target_accuracy(ours.model, data, y_target) >= \
         target_accuracy(source.model, data, y_target)
     assert (ours.pseudo.top.numpy() == y_target).mean() >= 0.5
+
+
+def test_a_teacher_that_only_labels_returns_the_student():
+    data, _ = two_domains()
+    source = adapt(config("method=source", "optim.epochs=4"), data, log=lambda _: None)
+    common = ["method=nnpm", "optim.epochs=3", "nnpm.warmup_epochs=0", "optim.warmup_epochs=0",
+              "nnpm.teacher_momentum=0.9999"]
+    teacher = adapt(config(*common), data, model=copy.deepcopy(source.model),
+                    log=lambda _: None)
+    student = adapt(config(*common, "nnpm.teacher_is_model=false"), data,
+                    model=copy.deepcopy(source.model), log=lambda _: None)
+    # the same run up to the end: the teacher stayed at the start, the student trained
+    for t, s in zip(teacher.model.parameters(), source.model.parameters()):
+        assert torch.allclose(t, s, atol=1e-3)
+    assert not all(torch.allclose(a, b, atol=1e-3) for a, b in
+                   zip(student.model.parameters(), source.model.parameters()))

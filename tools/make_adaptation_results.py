@@ -106,6 +106,8 @@ ABLATIONS = {  # NNPM variants: name -> (overrides, description)
                     "classifier head frozen while adapting (as without source audio)"),
     "teacher0.95": (["nnpm.teacher_momentum=0.95"],
                     "mean teacher (weight EMA 0.95 per step) labels the target and is the model"),
+    "teacher0.95_labels": (["nnpm.teacher_momentum=0.95", "nnpm.teacher_is_model=false"],
+                           "mean teacher (EMA 0.95) labels the target; the student is the model"),
 }
 """A name starting with nnpm_sf runs NNPM without source audio (as the nnpm_sf column)."""
 

@@ -233,7 +233,8 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
     groups = adaptation_param_groups(model, params, head_lr)
     params = [p for g in groups for p in g["params"]]
     optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    # mean teacher (nnpm.teacher_momentum): labels the target and is the model returned
+    # mean teacher (nnpm.teacher_momentum): labels the target and, with nnpm.teacher_is_model,
+    # is the model returned
     teacher = (copy.deepcopy(model) if method == "nnpm" and cfg.nnpm.teacher_momentum > 0
                else None)
 
@@ -329,9 +330,11 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
     model.eval()
     for p in model.classifier.parameters():
         p.requires_grad_(True)
-    if teacher is not None:  # the mean teacher is the adapted model
+    if teacher is not None and cfg.nnpm.teacher_is_model:  # the mean teacher is the result
         model = teacher
         model.eval()
+    else:
+        teacher = None  # the student is: its own memory labels the final pseudo-labels
     if uses_target and cfg.target_bn_stats:
         reestimate_bn_statistics(model, target_clean)
     if method == "nnpm":

@@ -104,6 +104,9 @@ class NNPMConfig:
                                       "weights (this momentum per step) labels the target "
                                       "against a memory of its own source features and is the "
                                       "adapted model returned; 0 = off")
+    teacher_is_model: bool = setting(True, help="with a mean teacher: the teacher is the adapted "
+                                     "model (true) or only labels the target and the student "
+                                     "trained on its labels is (false)")
 
 
 @dataclass(frozen=True)
