@@ -42,7 +42,8 @@ def _create_temporary(target: Path) -> tuple[int, Path]:
     """A new file `.<name>.<pid>.<n>.tmp` beside `target`, opened for writing, with the mode a
     plain open() gives (0666 less the umask). Cheaper than tempfile.mkstemp (no random names,
     no fchmod); O_EXCL still refuses a leftover of an earlier process that had the same id."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+             | getattr(os, "O_BINARY", 0))  # Windows would translate newlines otherwise
     for _ in range(_ATTEMPTS):
         tmp = target.parent / f".{target.name}.{os.getpid()}.{next(_TEMPORARY_NUMBERS)}.tmp"
         try:
