@@ -78,13 +78,31 @@ def test_teacher_memory_is_the_teachers_own_source_embeddings():
     assert teacher_memory(config(), model, AdaptData(LABELS, data.target_views), fixed) is fixed
 
 
-def test_frozen_head_keeps_the_classifier_and_still_adapts():
+@pytest.fixture(scope="module")
+def source_run():
+    """(data, target labels, source-only result) of the synthetic two-domain task, once."""
     data, y_target = two_domains()
-    source = adapt(config("method=source", "optim.epochs=4"), data, log=lambda _: None)
-    start = copy.deepcopy(source.model)
-    ours = adapt(config("method=nnpm", "optim.epochs=3", "nnpm.warmup_epochs=0",
-                        "optim.warmup_epochs=0", "nnpm.classifier_lr=0"),
-                 data, model=start, log=lambda _: None)
+    return data, y_target, adapt(config("method=source", "optim.epochs=4"), data,
+                                 log=lambda _: None)
+
+
+NNPM = ("method=nnpm", "optim.epochs=3", "nnpm.warmup_epochs=0", "optim.warmup_epochs=0")
+
+
+def adapted(source_run, *overrides: str):
+    """NNPM from a copy of the source model, with `overrides`."""
+    data, _, source = source_run
+    return adapt(config(*NNPM, *overrides), data, model=copy.deepcopy(source.model),
+                 log=lambda _: None)
+
+
+def same_weights(a: nn.Module, b: nn.Module) -> bool:
+    return all(torch.allclose(x, y, atol=1e-3) for x, y in zip(a.parameters(), b.parameters()))
+
+
+def test_frozen_head_keeps_the_classifier_and_still_adapts(source_run):
+    data, y_target, source = source_run
+    ours = adapted(source_run, "nnpm.classifier_lr=0")
     assert torch.equal(ours.model.classifier.weight, source.model.classifier.weight)
     assert torch.equal(ours.model.classifier.bias, source.model.classifier.bias)
     assert not torch.equal(ours.model.projection[0].weight, source.model.projection[0].weight)
@@ -92,43 +110,23 @@ def test_frozen_head_keeps_the_classifier_and_still_adapts():
     assert target_accuracy(ours.model, data, y_target) >= \
         target_accuracy(source.model, data, y_target)
     # the default trains the head
-    default = adapt(config("method=nnpm", "optim.epochs=1", "nnpm.warmup_epochs=0"),
-                    data, model=copy.deepcopy(source.model), log=lambda _: None)
+    default = adapted(source_run, "optim.epochs=1")
     assert not torch.equal(default.model.classifier.weight, source.model.classifier.weight)
 
 
-def test_mean_teacher_is_the_returned_model_and_lags_the_student():
-    data, y_target = two_domains()
-    source = adapt(config("method=source", "optim.epochs=4"), data, log=lambda _: None)
-    common = ["method=nnpm", "optim.epochs=3", "nnpm.warmup_epochs=0", "optim.warmup_epochs=0"]
-    student = adapt(config(*common), data, model=copy.deepcopy(source.model),
-                    log=lambda _: None)
-    # momentum near 1: the teacher barely moves from the start model (the labels it gives
-    # are the start model's, so the student differs from plain NNPM's only through them)
-    still = adapt(config(*common, "nnpm.teacher_momentum=0.9999"), data,
-                  model=copy.deepcopy(source.model), log=lambda _: None)
-    for t, s in zip(still.model.parameters(), source.model.parameters()):
-        assert torch.allclose(t, s, atol=1e-3)
-    assert not all(torch.allclose(a, b, atol=1e-3) for a, b in
-                   zip(student.model.parameters(), source.model.parameters()))
-    ours = adapt(config(*common, "nnpm.teacher_momentum=0.9"), data,
-                 model=copy.deepcopy(source.model), log=lambda _: None)
+def test_mean_teacher_is_the_returned_model_and_lags_the_student(source_run):
+    data, y_target, source = source_run
+    # momentum near 1: the teacher barely moves from the start model, while plain NNPM does
+    assert same_weights(adapted(source_run, "nnpm.teacher_momentum=0.9999").model, source.model)
+    assert not same_weights(adapted(source_run).model, source.model)
+    ours = adapted(source_run, "nnpm.teacher_momentum=0.9")
     assert target_accuracy(ours.model, data, y_target) >= \
         target_accuracy(source.model, data, y_target)
     assert (ours.pseudo.top.numpy() == y_target).mean() >= 0.5
 
 
-def test_a_teacher_that_only_labels_returns_the_student():
-    data, _ = two_domains()
-    source = adapt(config("method=source", "optim.epochs=4"), data, log=lambda _: None)
-    common = ["method=nnpm", "optim.epochs=3", "nnpm.warmup_epochs=0", "optim.warmup_epochs=0",
-              "nnpm.teacher_momentum=0.9999"]
-    teacher = adapt(config(*common), data, model=copy.deepcopy(source.model),
-                    log=lambda _: None)
-    student = adapt(config(*common, "nnpm.teacher_is_model=false"), data,
-                    model=copy.deepcopy(source.model), log=lambda _: None)
+def test_a_teacher_that_only_labels_returns_the_student(source_run):
+    _, _, source = source_run
     # the same run up to the end: the teacher stayed at the start, the student trained
-    for t, s in zip(teacher.model.parameters(), source.model.parameters()):
-        assert torch.allclose(t, s, atol=1e-3)
-    assert not all(torch.allclose(a, b, atol=1e-3) for a, b in
-                   zip(student.model.parameters(), source.model.parameters()))
+    student = adapted(source_run, "nnpm.teacher_momentum=0.9999", "nnpm.teacher_is_model=false")
+    assert not same_weights(student.model, source.model)
