@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge_ser.backends import segment_graph
+
 TIME_AXIS_3D = 2
 UNIT_AXIS = 2
 """Where the (batch, channels, time) tensors get their unit axis: (batch, channels, 1, time)."""
@@ -47,7 +49,7 @@ def as_conv2d(serialized: bytes, feature_input: str) -> tuple[bytes, dict[str, i
         nodes.extend(rewriter.node(node))
     del graph.node[:]
     graph.node.extend(nodes)
-    _drop_unused_constants(graph)
+    segment_graph.drop_unused(graph)  # the 1-D weights the 4-D copies replaced
     onnx.checker.check_model(model)
     return model.SerializeToString(), {"convolutions": rewriter.convolutions,
                                        "box_filters": rewriter.box_filters}
@@ -180,9 +182,3 @@ def _set_attributes(node, **values) -> None:
     del node.attribute[:]
     node.attribute.extend(kept)
     node.attribute.extend(helper.make_attribute(k, v) for k, v in values.items())
-
-
-def _drop_unused_constants(graph) -> None:
-    used = {name for node in graph.node for name in node.input}
-    for init in [i for i in graph.initializer if i.name not in used]:
-        graph.initializer.remove(init)

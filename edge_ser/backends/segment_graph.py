@@ -49,14 +49,15 @@ def segment_graph(streaming_path: str | Path) -> bytes:
     kept[0].type.tensor_type.shape.dim[1].dim_param = OUT_FRAMES_DIM
     del graph.output[:]
     graph.output.extend(kept)
-    _drop_unused(graph)
+    drop_unused(graph)
     del graph.value_info[:]  # inferred for the fixed chunk; stale now
     onnx.checker.check_model(model)
     return model.SerializeToString()
 
 
-def _drop_unused(graph) -> None:
-    """Remove the nodes and constants no graph output depends on (the next state's)."""
+def drop_unused(graph) -> None:
+    """Remove the nodes and constants no graph output depends on (the next state's, or those a
+    rewrite replaced)."""
     needed = {o.name for o in graph.output}
     keep = []
     for node in reversed(graph.node):  # ONNX nodes are stored in topological order
