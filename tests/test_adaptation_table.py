@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
@@ -85,3 +86,17 @@ def test_source_cache_key_follows_the_training_configuration_and_clips():
     other_nnpm = load_config(AdaptConfig, None,
                              table.SOURCE_TRAINING + ["optim.seed=0", "nnpm.anchor=0.5"])
     assert table.source_cache_key(other_nnpm, clips) == key
+
+
+def test_confusion_counts_reference_rows_and_predicted_columns():
+    import adaptation_confusion
+
+    references = np.array([0, 0, 1, 2, 2, 2])
+    predictions = np.array([0, 1, 1, 0, 2, 2])
+    matrix = adaptation_confusion.confusion(references, predictions, 3)
+    assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+    text = adaptation_confusion.render(matrix, ("a", "b", "c"))
+    assert "| a | 1 | 1 | 0 | 50% |" in text
+    assert "| c | 1 | 0 | 2 | 67% |" in text
+    # recalls 1/2, 1, 2/3
+    assert text.endswith("UA of the summed matrix 72.2%")

@@ -1,0 +1,113 @@
+"""Confusion matrices of the adaptation systems on one source -> target setting.
+
+    python tools/adaptation_confusion.py --data ../shared/data --setting 'emodb->urdu' \
+        --seeds 0 1 2 --source-cache runs/source_models --set optim.threads=1
+
+Each system (source-only, source-only + target BN, DANN, NNPM, as in the experiment table:
+`tools/make_adaptation_results.py`, whose models and splits this reuses) is scored on the
+labelled clips of the target's adaptation set; the matrices of all seeds are summed (rows: the
+reference class, columns: the predicted one). A table's mean UA says how much a method loses on
+a setting; the matrix says which classes it confuses, and whether adaptation created the
+confusion or inherited it from the source model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+from make_adaptation_results import (  # noqa: E402
+    DERIVED,
+    PAIRS,
+    SETTINGS,
+    SYSTEMS,
+    Experiment,
+    name_of,
+)
+
+from train.adapt import AdaptData, adapt, predict, reestimate_bn_statistics  # noqa: E402
+from train.corpus import labelled, speaker_split  # noqa: E402
+
+CONFUSION_SYSTEMS = ("source", "source_bn", "dann", "nnpm")
+
+
+def confusion(references: np.ndarray, predictions: np.ndarray, n_classes: int) -> np.ndarray:
+    """(K, K) counts: rows the reference class, columns the predicted one."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (references, predictions), 1)
+    return matrix
+
+
+def render(matrix: np.ndarray, labels: tuple[str, ...]) -> str:
+    """A markdown table of `matrix` with each row's recall and the UA."""
+    recall = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
+    lines = ["| reference \\ predicted | " + " | ".join(labels) + " | recall |",
+             "|---" * (len(labels) + 2) + "|"]
+    for name, row, r in zip(labels, matrix, recall):
+        lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + f" | {r:.0%} |")
+    lines.append(f"\nUA of the summed matrix {recall.mean():.1%}")
+    return "\n".join(lines)
+
+
+def system_predictions(exp: Experiment, system: str, seed: int, source_model,
+                       data: AdaptData, clips) -> np.ndarray:
+    """Class indices of `clips` under `system` adapted to `data`'s target."""
+    feats = [exp.views[c.path][0] for c in clips]
+    if system == "source":
+        return predict(source_model, feats)
+    if system == "source_bn":
+        model = copy.deepcopy(source_model)
+        reestimate_bn_statistics(model, [v[0] for v in data.target_views])
+        return predict(model, feats)
+    cfg = exp.config(seed, SYSTEMS[system][0])
+    result = adapt(cfg, data, model=copy.deepcopy(source_model), log=lambda _: None)
+    return predict(result.model, feats)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--config", type=Path, default=ROOT / "configs/adapt/table.yaml")
+    parser.add_argument("--setting", required=True, choices=[name_of(s) for s in SETTINGS])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--systems", nargs="+", default=list(CONFUSION_SYSTEMS),
+                        choices=CONFUSION_SYSTEMS)
+    parser.add_argument("--source-cache", type=Path, default=None,
+                        help="folder of source-only models (shared with the table's tool)")
+    parser.add_argument("--set", action="append", default=[], help="config override")
+    args = parser.parse_args(argv)
+    exp = Experiment(args, log=lambda _: None)
+    sources, target = next(s for s in SETTINGS if name_of(s) == args.setting)
+    labels = exp.labels
+    totals = {s: np.zeros((len(labels), len(labels)), dtype=np.int64) for s in args.systems}
+    for seed in args.seeds:
+        source_model = exp.train_source(sources, seed)
+        adapt_clips = speaker_split(exp.clips[target], 0.2, seed)[0]
+        source_clips = exp.source_clips(sources)
+        data = AdaptData.from_clips(labels, source_clips,
+                                    [exp.views[c.path] for c in source_clips],
+                                    [exp.views[c.path] for c in adapt_clips])
+        scored = labelled(adapt_clips, labels)
+        references = np.array([labels.index(c.label) for c in scored])
+        for system in args.systems:
+            predictions = system_predictions(exp, system, seed, source_model, data, scored)
+            totals[system] += confusion(references, predictions, len(labels))
+    kind = "pair" if (sources, target) in PAIRS else "leave-one-language-out"
+    print(f"# {args.setting} ({kind}), adaptation set, seeds "
+          f"{', '.join(map(str, args.seeds))} summed\n")
+    for system in args.systems:
+        print(f"## {SYSTEMS[system][1] if system in SYSTEMS else DERIVED[system]}\n")
+        print(render(totals[system], labels) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
