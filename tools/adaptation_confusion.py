@@ -8,7 +8,9 @@ Each system (source-only, source-only + target BN, DANN, NNPM, as in the experim
 labelled clips of the target's adaptation set; the matrices of all seeds are summed (rows: the
 reference class, columns: the predicted one). A table's mean UA says how much a method loses on
 a setting; the matrix says which classes it confuses, and whether adaptation created the
-confusion or inherited it from the source model.
+confusion or inherited it from the source model. The UA printed is the summed matrix's, which
+weighs the seeds by their clip counts, so it can differ from the table's mean over seeds by a
+tenth of a point or so.
 """
 
 from __future__ import annotations
