@@ -16,7 +16,6 @@ tenth of a point or so.
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from make_adaptation_results import (  # noqa: E402
     name_of,
 )
 
-from train.adapt import AdaptData, adapt, predict, reestimate_bn_statistics  # noqa: E402
+from train.adapt import AdaptData, predict  # noqa: E402
 from train.corpus import labelled, speaker_split  # noqa: E402
 
 CONFUSION_SYSTEMS = ("source", "source_bn", "dann", "nnpm")
@@ -57,21 +56,6 @@ def render(matrix: np.ndarray, labels: tuple[str, ...]) -> str:
         lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + f" | {r:.0%} |")
     lines.append(f"\nUA of the summed matrix {recall.mean():.1%}")
     return "\n".join(lines)
-
-
-def system_predictions(exp: Experiment, system: str, seed: int, source_model,
-                       data: AdaptData, clips) -> np.ndarray:
-    """Class indices of `clips` under `system` adapted to `data`'s target."""
-    feats = [exp.views[c.path][0] for c in clips]
-    if system == "source":
-        return predict(source_model, feats)
-    if system == "source_bn":
-        model = copy.deepcopy(source_model)
-        reestimate_bn_statistics(model, [v[0] for v in data.target_views])
-        return predict(model, feats)
-    cfg = exp.config(seed, SYSTEMS[system][0])
-    result = adapt(cfg, data, model=copy.deepcopy(source_model), log=lambda _: None)
-    return predict(result.model, feats)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         scored = labelled(adapt_clips, labels)
         references = np.array([labels.index(c.label) for c in scored])
         for system in args.systems:
-            predictions = system_predictions(exp, system, seed, source_model, data, scored)
+            overrides = SYSTEMS[system][0] if system in SYSTEMS else None
+            model, _ = exp.system_model(system, overrides, seed, source_model, data,
+                                        source_clips)
+            predictions = predict(model, [exp.views[c.path][0] for c in scored])
             totals[system] += confusion(references, predictions, len(labels))
     kind = "pair" if (sources, target) in PAIRS else "leave-one-language-out"
     print(f"# {args.setting} ({kind}), adaptation set, seeds "

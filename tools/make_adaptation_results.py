@@ -188,21 +188,28 @@ class Experiment:
             started = time.perf_counter()
             if name == "peer":
                 out[name] = self.peer(source_clips, scored)
-            elif name == "source":
-                out[name] = self.score(source_model, scored)
-            elif name == "source_bn":
-                model = copy.deepcopy(source_model)
-                reestimate_bn_statistics(model, [v[0] for v in data.target_views])
-                out[name] = self.score(model, scored)
             else:
-                out[name] = self.adapted(name, overrides, seed, source_model, data,
-                                         source_clips, scored, adapt_clips)
+                model, result = self.system_model(name, overrides, seed, source_model, data,
+                                                  source_clips)
+                out[name] = self.score(model, scored)
+                if result is not None and result.pseudo is not None:
+                    # how right the final pseudo-labels are (diagnostic)
+                    out[name]["pseudo_ua"] = self.labelled_ua(result.pseudo.top.numpy(),
+                                                              adapt_clips)
             self.log(f"    {name:<18} ({time.perf_counter() - started:4.0f} s) "
                      + self.fmt(out[name]))
         return out
 
-    def adapted(self, name: str, overrides: list[str], seed: int, source_model,
-                data: AdaptData, source_clips, scored: dict, adapt_clips) -> dict:
+    def system_model(self, name: str, overrides: list[str] | None, seed: int, source_model,
+                     data: AdaptData, source_clips) -> tuple:
+        """(model, adaptation result or None): what system `name` (a column or an ablation,
+        with its config `overrides`) makes of `source_model` for `data`'s target."""
+        if name == "source":
+            return source_model, None
+        if name == "source_bn":
+            model = copy.deepcopy(source_model)
+            reestimate_bn_statistics(model, [v[0] for v in data.target_views])
+            return model, None
         cfg = self.config(seed, overrides)
         memory = None
         if name.startswith("nnpm_sf"):  # the model's memory bank, no source utterances
@@ -210,10 +217,7 @@ class Experiment:
             data = AdaptData(labels=data.labels, target_views=data.target_views)
         result = adapt(cfg, data, model=copy.deepcopy(source_model), memory=memory,
                        log=lambda _: None)
-        r = self.score(result.model, scored)
-        if result.pseudo is not None:  # how right the final pseudo-labels are (diagnostic)
-            r["pseudo_ua"] = self.labelled_ua(result.pseudo.top.numpy(), adapt_clips)
-        return r
+        return result.model, result
 
     def package_memory(self, model, source_clips) -> SourceMemory:
         """The memory bank an export of `model` would ship (export's defaults), fixed."""
