@@ -1,13 +1,18 @@
 """The adaptation table's bookkeeping: runs of single seeds merge into one table whose means
-and comparisons come from the numbers given (no training here)."""
+and comparisons come from the numbers given; and the arithmetic of the tools beside it
+(confusion matrices, the package's ways of scoring). No training here."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+from edge_ser.metrics import score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 
@@ -100,3 +105,40 @@ def test_confusion_counts_reference_rows_and_predicted_columns():
     assert "| c | 1 | 0 | 2 | 67% |" in text
     # recalls 1/2, 1, 2/3
     assert text.endswith("UA of the summed matrix 72.2%")
+
+
+def test_package_scores_classifier_way_is_the_tables_prediction_and_fusion_follows_the_bank():
+    import adaptation_package_scores as package_scores
+
+    from export.config import ExportConfig
+    from export.memory_bank import build_memory_bank, clip_embeddings
+    from export.sweep import pooled_whole_clips
+    from train.adapt import predict, reestimate_bn_statistics
+    from train.model import EmotionModel, ModelConfig
+
+    torch.manual_seed(0)
+    model = EmotionModel(ModelConfig(channels=8, dilations=(1,), embedding_dim=8), 64, 4).eval()
+    rng = np.random.default_rng(0)
+    feats = [rng.normal(2.0, 3.0, (int(rng.integers(40, 90)), 64)).astype(np.float32)
+             for _ in range(40)]
+    reestimate_bn_statistics(model, feats)  # running statistics far from the initial ones
+    labels = ("a", "b", "c", "d")
+    table_predictions = predict(model, feats)
+    references = table_predictions.copy()
+    references[:10] = (references[:10] + 1) % 4  # a quarter wrong whatever the class
+    bank = build_memory_bank(clip_embeddings(model, feats), rng.integers(0, 4, 40), labels,
+                             ExportConfig().memory_bank)
+    pooled = pooled_whole_clips(model, feats)
+
+    cfg = ExportConfig()
+    uas = package_scores.head_uas(package_scores.package_scorer(model, bank, cfg), pooled,
+                                  references, labels)
+    assert uas["classifier"] == pytest.approx(score(references, table_predictions, labels).ua)
+    # the fused way is the classifier at weight 0 and the memory bank at weight 1
+    for weight, way in ((0.0, "classifier"), (1.0, "memory")):
+        fused_cfg = dataclasses.replace(cfg, fusion=dataclasses.replace(cfg.fusion,
+                                                                        memory_weight=weight))
+        at = package_scores.head_uas(package_scores.package_scorer(model, bank, fused_cfg),
+                                     pooled, references, labels)
+        assert at["fused"] == pytest.approx(uas[way])
+    assert uas["memory"] != pytest.approx(uas["classifier"])  # the bank is a second opinion

@@ -31,11 +31,12 @@ from make_adaptation_results import (  # noqa: E402
     SETTINGS,
     SYSTEMS,
     Experiment,
+    experiment_arguments,
     name_of,
 )
 
-from train.adapt import AdaptData, predict  # noqa: E402
-from train.corpus import labelled, speaker_split  # noqa: E402
+from train.adapt import predict  # noqa: E402
+from train.corpus import labelled  # noqa: E402
 
 CONFUSION_SYSTEMS = ("source", "source_bn", "dann", "nnpm")
 
@@ -60,15 +61,10 @@ def render(matrix: np.ndarray, labels: tuple[str, ...]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--config", type=Path, default=ROOT / "configs/adapt/table.yaml")
+    experiment_arguments(parser)
     parser.add_argument("--setting", required=True, choices=[name_of(s) for s in SETTINGS])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--systems", nargs="+", default=list(CONFUSION_SYSTEMS),
                         choices=CONFUSION_SYSTEMS)
-    parser.add_argument("--source-cache", type=Path, default=None,
-                        help="folder of source-only models (shared with the table's tool)")
-    parser.add_argument("--set", action="append", default=[], help="config override")
     args = parser.parse_args(argv)
     exp = Experiment(args, log=lambda _: None)
     sources, target = next(s for s in SETTINGS if name_of(s) == args.setting)
@@ -76,17 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     totals = {s: np.zeros((len(labels), len(labels)), dtype=np.int64) for s in args.systems}
     for seed in args.seeds:
         source_model = exp.train_source(sources, seed)
-        adapt_clips = speaker_split(exp.clips[target], 0.2, seed)[0]
-        source_clips = exp.source_clips(sources)
-        data = AdaptData.from_clips(labels, source_clips,
-                                    [exp.views[c.path] for c in source_clips],
-                                    [exp.views[c.path] for c in adapt_clips])
-        scored = labelled(adapt_clips, labels)
+        split = exp.split((sources, target), seed)
+        scored = labelled(split.adapt_clips, labels)
         references = np.array([labels.index(c.label) for c in scored])
         for system in args.systems:
             overrides = SYSTEMS[system][0] if system in SYSTEMS else None
-            model, _ = exp.system_model(system, overrides, seed, source_model, data,
-                                        source_clips)
+            model, _ = exp.system_model(system, overrides, seed, source_model, split.data,
+                                        split.source_clips)
             predictions = predict(model, [exp.views[c.path][0] for c in scored])
             totals[system] += confusion(references, predictions, len(labels))
     kind = "pair" if (sources, target) in PAIRS else "leave-one-language-out"

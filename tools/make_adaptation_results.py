@@ -131,6 +131,19 @@ def name_of(setting) -> str:
     return f"{'+'.join(sources)}->{target}"
 
 
+@dataclasses.dataclass(frozen=True)
+class SettingSplit:
+    """One setting's clips for one seed, and the adaptation data made of them."""
+
+    source_clips: list
+    """The source corpora's labelled clips."""
+    adapt_clips: list
+    """The target's adaptation set: every clip of 80% of its speakers, labelled or not."""
+    unseen: list
+    """The clips of the other 20% of the target's speakers, heard by no system."""
+    data: AdaptData
+
+
 class Experiment:
     def __init__(self, args, log=print):
         self.args = args
@@ -174,15 +187,21 @@ class Experiment:
             cached.with_suffix(".tmp").replace(cached)
         return result.model
 
-    def run_setting(self, setting, seed: int, source_model, systems: dict) -> dict[str, dict]:
+    def split(self, setting, seed: int) -> SettingSplit:
+        """`setting`'s clips for `seed`: its target's speakers split 80/20."""
         sources, target = setting
         source_clips = self.source_clips(sources)
         adapt_clips, unseen = speaker_split(self.clips[target], 0.2, seed)
-        scored = {"adapt": labelled(adapt_clips, self.labels),
-                  "unseen": labelled(unseen, self.labels)}
         data = AdaptData.from_clips(self.labels, source_clips,
                                     [self.views[c.path] for c in source_clips],
                                     [self.views[c.path] for c in adapt_clips])
+        return SettingSplit(source_clips, adapt_clips, unseen, data)
+
+    def run_setting(self, setting, seed: int, source_model, systems: dict) -> dict[str, dict]:
+        split = self.split(setting, seed)
+        source_clips, adapt_clips, data = split.source_clips, split.adapt_clips, split.data
+        scored = {"adapt": labelled(adapt_clips, self.labels),
+                  "unseen": labelled(split.unseen, self.labels)}
         out: dict[str, dict] = {}
         for name, overrides in systems.items():
             started = time.perf_counter()
@@ -221,11 +240,16 @@ class Experiment:
 
     def package_memory(self, model, source_clips) -> SourceMemory:
         """The memory bank an export of `model` would ship (export's defaults), fixed."""
+        return SourceMemory.from_bank(self.package_bank(model, source_clips), len(self.labels))
+
+    def package_bank(self, model, source_clips,
+                     cfg: MemoryBankConfig | None = None) -> dict[str, np.ndarray]:
+        """The memory bank arrays an export of `model` builds from `source_clips` (`cfg`:
+        export's defaults when None)."""
         feats = [self.views[c.path][0] for c in source_clips]
         targets = np.array([self.labels.index(c.label) for c in source_clips])
-        bank = build_memory_bank(clip_embeddings(model, feats), targets, self.labels,
-                                 MemoryBankConfig())
-        return SourceMemory.from_bank(bank, len(self.labels))
+        return build_memory_bank(clip_embeddings(model, feats), targets, self.labels,
+                                 cfg or MemoryBankConfig())
 
     def labelled_ua(self, per_clip: np.ndarray, clips) -> float:
         """UA of class indices `per_clip` (one per clip of `clips`, unlabelled clips included)
@@ -470,16 +494,26 @@ def render(results: dict, commands: list[str], config_name: str, seconds: float 
 PROGRAM = "python tools/make_adaptation_results.py "
 
 
+def experiment_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options `Experiment` and a run over seeds read (shared with the tools beside this
+    one, which reuse its models and splits)."""
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--config", type=Path, default=ROOT / "configs/adapt/table.yaml")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--source-cache", type=Path, default=None, metavar="DIR",
+                        help="keep the source-only models here and reuse them when their "
+                        "training configuration, seed and clips are the same")
+    parser.add_argument("--set", action="append", default=[], help="config override")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    experiment_arguments(parser)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "adaptation_results.md")
     parser.add_argument("--raw", type=Path, default=None,
                         help="raw numbers of this run (default: --out with .json)")
     parser.add_argument("--render", type=Path, nargs="+", metavar="RAW_JSON",
                         help="only render --out from the raw numbers of earlier runs")
-    parser.add_argument("--config", type=Path, default=ROOT / "configs/adapt/table.yaml")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--systems", nargs="+", default=list(COLUMNS), choices=COLUMNS)
     parser.add_argument("--only", nargs="+", default=[], metavar="SETTING",
                         help="run only these settings, e.g. emodb->urdu emodb+turev->urdu")
@@ -488,10 +522,6 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=[], choices=list(ABLATIONS),
                         metavar="ABLATION", help="run only these NNPM ablations, on every "
                         "setting run (not only the pairs)")
-    parser.add_argument("--source-cache", type=Path, default=None, metavar="DIR",
-                        help="keep the source-only models here and reuse them when their "
-                        "training configuration, seed and clips are the same")
-    parser.add_argument("--set", action="append", default=[], help="config override")
     args = parser.parse_args()
     unknown = [s for s in args.only if s not in {name_of(x) for x in SETTINGS}]
     if unknown:

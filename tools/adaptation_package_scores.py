@@ -1,0 +1,137 @@
+"""Target UA of the adaptation systems as their model packages would score the target.
+
+    python tools/adaptation_package_scores.py --data ../shared/data --seeds 0 1 2 \
+        --source-cache runs/source_models --set optim.threads=1
+
+The experiment table (`tools/make_adaptation_results.py`) scores each system by its classifier
+head. A model package, what `edge-ser adapt` writes and every command runs, scores a clip three
+ways (`edge_ser.scoring.WindowScorer`): the classifier head, the memory bank, and the two fused
+at the export's `fusion.memory_weight`. This tool scores the table's models (the same source
+models, splits and adaptations) all three ways on the labelled clips of each target's
+adaptation set, with the memory bank each system's package carries: built from the source
+clips through the system's model, as `export package` and `edge-ser adapt --source` build it;
+for NNPM without source audio, the start model's bank, which `edge-ser adapt` without
+`--source` ships unchanged. Embeddings are fp32 torch of whole clips, the numbers the fp32
+runtime gives (`export sweep` uses the same).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+from make_adaptation_results import (  # noqa: E402
+    COLUMNS,
+    DERIVED,
+    PAIRS,
+    SETTINGS,
+    SYSTEMS,
+    Experiment,
+    experiment_arguments,
+    name_of,
+)
+
+from edge_ser.atomic_write import write_text_atomic  # noqa: E402
+from edge_ser.config import load_config  # noqa: E402
+from edge_ser.metrics import score  # noqa: E402
+from edge_ser.scoring import WindowScorer  # noqa: E402
+from export.config import ExportConfig  # noqa: E402
+from export.head import head_arrays  # noqa: E402
+from export.sweep import pooled_whole_clips  # noqa: E402
+from train.corpus import labelled  # noqa: E402
+
+PACKAGE_SYSTEMS = ("source", "source_bn", "dann", "nnpm", "nnpm_sf")
+HEADS = ("classifier", "memory", "fused")
+
+
+def package_scorer(model, bank: dict[str, np.ndarray], cfg: ExportConfig) -> WindowScorer:
+    """The scorer a package exported from `model` with memory bank `bank` runs."""
+    with torch.no_grad():
+        head = head_arrays(model)
+    return WindowScorer(head, bank["centroids"], bank["centroid_labels"],
+                        int(bank["centroid_labels"].max()) + 1, cfg.memory_bank.temperature,
+                        cfg.memory_bank.top_k, cfg.fusion.memory_weight)
+
+
+def head_uas(scorer: WindowScorer, pooled: np.ndarray, references: np.ndarray,
+             labels: tuple[str, ...]) -> dict[str, float]:
+    """UA of each way the package scores: classifier, memory bank, fused."""
+    s = scorer.score_pooled(pooled)
+    probs = {"classifier": s.classifier_probs, "memory": s.memory_probs, "fused": s.probs}
+    return {head: score(references, probs[head].argmax(1), labels).ua for head in HEADS}
+
+
+def render(results: dict, settings: list[str], systems: list[str], memory_weight: float) -> str:
+    """Markdown: per system and head, the mean UA over seeds per setting and over settings."""
+    head = "| system | way | " + " | ".join(settings) + " | mean |"
+    lines = [head, "|---" * (len(settings) + 3) + "|"]
+    for system in systems:
+        title = SYSTEMS[system][1] if system in SYSTEMS else DERIVED[system]
+        for way in HEADS:
+            per = [100 * float(np.mean([seed[way] for seed in results[s][system]]))
+                   for s in settings]
+            name = f"fused (w = {memory_weight})" if way == "fused" else way
+            lines.append(f"| {title} | {name} | " + " | ".join(f"{v:.1f}" for v in per)
+                         + f" | {np.mean(per):.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    experiment_arguments(parser)
+    parser.add_argument("--export-config", type=Path,
+                        default=ROOT / "configs/export/default.yaml")
+    parser.add_argument("--only", nargs="+", default=[name_of(s) for s in PAIRS],
+                        choices=[name_of(s) for s in SETTINGS], help="settings (default: the 6 "
+                        "pairs)")
+    parser.add_argument("--systems", nargs="+", default=list(PACKAGE_SYSTEMS),
+                        choices=PACKAGE_SYSTEMS)
+    parser.add_argument("--raw", type=Path, default=None,
+                        help="also write the per-seed UAs here (JSON)")
+    args = parser.parse_args(argv)
+    exp = Experiment(args, log=lambda _: None)
+    export_cfg = load_config(ExportConfig, args.export_config)
+    labels = exp.labels
+    systems = [s for s in COLUMNS if s in args.systems]
+    results: dict[str, dict[str, list[dict]]] = {}
+    for setting in (s for s in SETTINGS if name_of(s) in args.only):
+        sources = setting[0]
+        per_system = results.setdefault(name_of(setting), {s: [] for s in systems})
+        for seed in args.seeds:
+            source_model = exp.train_source(sources, seed)
+            split = exp.split(setting, seed)
+            scored = labelled(split.adapt_clips, labels)
+            references = np.array([labels.index(c.label) for c in scored])
+            feats = [exp.views[c.path][0] for c in scored]
+            for system in systems:
+                overrides = SYSTEMS[system][0] if system in SYSTEMS else None
+                model, _ = exp.system_model(system, overrides, seed, source_model,
+                                            split.data, split.source_clips)
+                model.eval()
+                # without source audio the package keeps the start model's bank
+                bank_model = source_model if system == "nnpm_sf" else model
+                bank = exp.package_bank(bank_model, split.source_clips, export_cfg.memory_bank)
+                uas = head_uas(package_scorer(model, bank, export_cfg),
+                               pooled_whole_clips(model, feats), references, labels)
+                per_system[system].append(uas)
+                print(f"{name_of(setting)} seed {seed} {system}: "
+                      + ", ".join(f"{h} {100 * v:.1f}" for h, v in uas.items()), flush=True)
+        if args.raw:
+            write_text_atomic(args.raw, json.dumps(results, indent=1))
+    print(f"\n# Target UA (adaptation set) by the package's ways of scoring, seeds "
+          f"{', '.join(map(str, args.seeds))}\n")
+    print(render(results, list(results), systems, export_cfg.fusion.memory_weight))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
