@@ -1,6 +1,7 @@
-"""NNPM variants, off by default: the classifier head's learning rate (frozen head) and the mean
-teacher (an EMA of the weights labels the target and is the adapted model). Known answers on
-tiny modules, and the variants end to end on the synthetic two-domain task of test_adapt."""
+"""NNPM variants, off by default: the classifier head's learning rate (frozen head), the mean
+teacher (an EMA of the weights labels the target and is the adapted model) and the memory vote
+over a clip's augmented views. Known answers on tiny modules, and the variants end to end on
+the synthetic two-domain task of test_adapt."""
 
 import copy
 
@@ -16,6 +17,7 @@ from train.adapt import (
     adapt,
     adaptation_param_groups,
     ema_update,
+    target_pseudo_labels,
     teacher_memory,
 )
 from train.adapt_config import AdaptConfig
@@ -27,11 +29,34 @@ def tiny_model() -> EmotionModel:
     return EmotionModel(config().model, 64, len(LABELS))
 
 
-def test_both_variants_are_off_by_default():
+def test_the_variants_are_off_by_default():
     cfg = load_config(AdaptConfig, None)
     assert cfg.nnpm.classifier_lr == 1.0 and cfg.nnpm.teacher_momentum == 0.0
+    assert not cfg.nnpm.vote_views and not cfg.nnpm.vote_views_without_source
     with pytest.raises(ConfigError):
         load_config(AdaptConfig, None, ["nnpm.teacher_momentum=1.0"])
+
+
+def test_the_vote_over_views_is_the_mean_of_each_views_vote():
+    data, _ = two_domains(n=40)
+    model = tiny_model().eval()
+    memory = SourceMemory.from_features(torch.randn(40, 16), data.source_targets, 4)
+    clean = [[v[0]] for v in data.target_views]
+    other = [[v[1]] for v in data.target_views]
+    cfg = config()
+    clean_votes = target_pseudo_labels(cfg, model, memory, clean)[0].shares
+    # off: the augmented views are not read
+    assert torch.equal(target_pseudo_labels(cfg, model, memory, data.target_views)[0].shares,
+                       clean_votes)
+    # on: views equal to the clean clip change nothing; others enter the mean
+    same = [[v[0], v[0], v[0]] for v in data.target_views]
+    assert torch.allclose(target_pseudo_labels(cfg, model, memory, same, views=True)[0].shares,
+                          clean_votes)
+    mean = (clean_votes + target_pseudo_labels(cfg, model, memory, other)[0].shares) / 2
+    voted = target_pseudo_labels(cfg, model, memory, data.target_views, views=True)[0]
+    assert torch.allclose(voted.shares, mean, atol=1e-6)
+    assert not torch.allclose(voted.shares, clean_votes)
+    assert torch.equal(voted.top, mean.argmax(1))
 
 
 def test_ema_update_known_answer_and_buffers_are_copied():

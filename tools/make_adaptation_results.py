@@ -98,8 +98,12 @@ ABLATIONS = {  # NNPM variants: name -> (overrides, description)
     "propagation": (["nnpm.propagation=0.5"], "label propagation on the target, alpha 0.5"),
     "anchor0.5": (["nnpm.anchor=0.5"], "pseudo-labels anchored to the first ones, a = 0.5"),
     "agreement": (["nnpm.agreement=true"], "only clips where memory vote and classifier agree"),
+    "vote_views": (["nnpm.vote_views=true"],
+                   "memory vote averaged over the clean clip and its augmented views"),
     "mixed_bn": (["batchnorm=mixed", "target_bn_stats=false"],
                  "mixed batch norm (one batch of both, running statistics at test time)"),
+    "nnpm_sf_clean_vote": (["nnpm.vote_views_without_source=false"],
+                           "no source audio, memory vote on the clean clip only"),
     "nnpm_sf_select": (["nnpm.select_without_source=true"],
                        "no source audio, with confident selection"),
     "frozen_head": (["nnpm.classifier_lr=0"],
@@ -265,7 +269,8 @@ class Experiment:
         memory = SourceMemory.from_features(
             source_emb, np.array([self.labels.index(c.label) for c in clips]), len(self.labels))
         pseudo, _ = target_pseudo_labels(self.base, model, memory,
-                                         [self.views[c.path][0] for c in adapt_clips])
+                                         [self.views[c.path] for c in adapt_clips],
+                                         views=self.base.nnpm.vote_views)
         return self.labelled_ua(pseudo.top.numpy(), adapt_clips)
 
     def score(self, model, scored: dict) -> dict[str, float]:

@@ -248,6 +248,7 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
     crop_frames = int(cfg.optim.crop_s * contract.FRAMES_PER_S)
     mask = cfg.augment.freq_mask_mels
     warmup = 0 if source_free else cfg.nnpm.warmup_epochs
+    vote_views = (cfg.nnpm.vote_views_without_source if source_free else cfg.nnpm.vote_views)
     target_domain = torch.full((batch,), len(data.domains), dtype=torch.long)
     pseudo = weights = first_shares = None
     history: list[dict] = []
@@ -262,12 +263,12 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
             if source_free and not cfg.nnpm.select_without_source:
                 share = 1.0
             if teacher is None:
-                pseudo, weights = target_pseudo_labels(cfg, model, memory, target_clean, share,
-                                                       first_shares)
+                pseudo, weights = target_pseudo_labels(cfg, model, memory, data.target_views,
+                                                       share, first_shares, vote_views)
             else:
                 pseudo, weights = target_pseudo_labels(
-                    cfg, teacher, teacher_memory(cfg, teacher, data, memory), target_clean,
-                    share, first_shares)
+                    cfg, teacher, teacher_memory(cfg, teacher, data, memory),
+                    data.target_views, share, first_shares, vote_views)
             if first_shares is None:
                 first_shares = pseudo.shares
         ramp = min(1.0, (epoch - warmup + 1) / (cfg.nnpm.ramp_epochs + 1)) if nnpm_on else 0.0
@@ -339,8 +340,8 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
         reestimate_bn_statistics(model, target_clean)
     if method == "nnpm":
         label_memory = memory if teacher is None else teacher_memory(cfg, model, data, memory)
-        pseudo, _ = target_pseudo_labels(cfg, model, label_memory, target_clean,
-                                         cfg.nnpm.select_share_end, first_shares)
+        pseudo, _ = target_pseudo_labels(cfg, model, label_memory, data.target_views,
+                                         cfg.nnpm.select_share_end, first_shares, vote_views)
     return AdaptResult(model, labels, memory, pseudo, history, time.perf_counter() - started)
 
 
@@ -404,21 +405,33 @@ def _target_terms(cfg: NNPMConfig, out_t, sets: torch.Tensor, weights: torch.Ten
 
 
 def target_pseudo_labels(cfg: AdaptConfig, model: EmotionModel, memory: SourceMemory,
-                         target_clean: list[np.ndarray], share: float = 1.0,
-                         first_shares: torch.Tensor | None = None
+                         target_views: list[list[np.ndarray]], share: float = 1.0,
+                         first_shares: torch.Tensor | None = None, views: bool = False
                          ) -> tuple[nnpm.PseudoLabels, torch.Tensor]:
     """Pseudo multilabels and loss weights of every target utterance under the current model.
 
-    The memory's vote shares are smoothed over the target's own neighbour graph
-    (`nnpm.propagation`) and blended with `first_shares`, the first refresh's (`nnpm.anchor`);
-    with `nnpm.agreement` only utterances the classifier predicts as their pseudo class stay
-    eligible; then per pseudo class only its `share` most confident eligible utterances get
-    a weight."""
+    `target_views` holds per utterance its clean log-mel and its augmented views. The memory
+    votes on the clean clip, or with `views` (`nnpm.vote_views`, `vote_views_without_source`)
+    on every view, the shares averaged; the shares are smoothed over the target's own
+    neighbour graph (`nnpm.propagation`) and blended with `first_shares`, the first
+    refresh's (`nnpm.anchor`); with `nnpm.agreement` only utterances the classifier predicts
+    as their pseudo class stay eligible; then per pseudo class only its `share` most
+    confident eligible utterances get a weight."""
     own = cfg.batchnorm == "separate"
-    features, logits = embed_domain(model, target_clean, own_statistics=own)
     c = cfg.nnpm
-    shares = nnpm.knn_class_shares(memory.similarities(features), memory.labels,
-                                   memory.n_classes, c.k, c.temperature)
+
+    def vote(features: torch.Tensor) -> torch.Tensor:
+        return nnpm.knn_class_shares(memory.similarities(features), memory.labels,
+                                     memory.n_classes, c.k, c.temperature)
+
+    features, logits = embed_domain(model, [v[0] for v in target_views], own_statistics=own)
+    shares = vote(features)
+    if views:
+        # each view set normalised by its own statistics, as the clean clips are by theirs
+        n_views = min(len(v) for v in target_views)
+        for i in range(1, n_views):
+            shares = shares + vote(embed_domain(model, [v[i] for v in target_views], own)[0])
+        shares = shares / n_views
     shares = nnpm.propagate_shares(shares, features, c.propagation_k, c.propagation,
                                    c.temperature)
     shares = nnpm.anchored_shares(shares, first_shares, c.anchor)

@@ -85,6 +85,12 @@ class NNPMConfig:
     anchor: float = setting(0.0, min=0.0, max=1.0,
                             help="each refresh's vote shares are blended with the first "
                             "refresh's (the starting model's): a * first + (1 - a) * now; 0 = off")
+    vote_views: bool = setting(False, help="with source audio, a target clip's memory vote is "
+                               "averaged over its augmented views as well as the clean clip "
+                               "(test-time augmentation of the pseudo-labels)")
+    vote_views_without_source: bool = setting(
+        False, help="the same without source audio (a memory bank of a few centroids), where "
+        "every pseudo-label is trained on")
     agreement: bool = setting(False, help="train only on target clips whose pseudo-label (the "
                               "memory vote's top class) is also the classifier's prediction")
     propagation: float = setting(0.0, min=0.0, max=0.99,
