@@ -248,7 +248,7 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
     crop_frames = int(cfg.optim.crop_s * contract.FRAMES_PER_S)
     mask = cfg.augment.freq_mask_mels
     warmup = 0 if source_free else cfg.nnpm.warmup_epochs
-    vote_views = (cfg.nnpm.vote_views_without_source if source_free else cfg.nnpm.vote_views)
+    vote_views = cfg.nnpm.vote_views_without_source if source_free else cfg.nnpm.vote_views
     target_domain = torch.full((batch,), len(data.domains), dtype=torch.long)
     pseudo = weights = first_shares = None
     history: list[dict] = []
