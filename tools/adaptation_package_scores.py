@@ -58,7 +58,7 @@ def package_scorer(model, bank: dict[str, np.ndarray], cfg: ExportConfig) -> Win
     with torch.no_grad():
         head = head_arrays(model)
     return WindowScorer(head, bank["centroids"], bank["centroid_labels"],
-                        int(bank["centroid_labels"].max()) + 1, cfg.memory_bank.temperature,
+                        model.classifier.out_features, cfg.memory_bank.temperature,
                         cfg.memory_bank.top_k, cfg.fusion.memory_weight)
 
 
