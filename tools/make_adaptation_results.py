@@ -100,6 +100,10 @@ ABLATIONS = {  # NNPM variants: name -> (overrides, description)
     "agreement": (["nnpm.agreement=true"], "only clips where memory vote and classifier agree"),
     "vote_views": (["nnpm.vote_views=true"],
                    "memory vote averaged over the clean clip and its augmented views"),
+    "all_labels_vote_views": (["nnpm.select_share=1", "nnpm.select_share_end=1",
+                               "nnpm.vote_views=true"],
+                              "every pseudo-label, memory vote over the views (as without "
+                              "source audio)"),
     "mixed_bn": (["batchnorm=mixed", "target_bn_stats=false"],
                  "mixed batch norm (one batch of both, running statistics at test time)"),
     "nnpm_sf_clean_vote": (["nnpm.vote_views_without_source=false"],
