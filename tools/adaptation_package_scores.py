@@ -45,12 +45,12 @@ from edge_ser.config import load_config  # noqa: E402
 from edge_ser.metrics import score  # noqa: E402
 from edge_ser.scoring import WindowScorer  # noqa: E402
 from export.config import ExportConfig  # noqa: E402
+from export.evaluate import HEADS, head_predictions  # noqa: E402
 from export.head import head_arrays  # noqa: E402
 from export.sweep import pooled_whole_clips  # noqa: E402
 from train.corpus import labelled  # noqa: E402
 
 PACKAGE_SYSTEMS = ("source", "source_bn", "dann", "nnpm", "nnpm_sf")
-HEADS = ("classifier", "memory", "fused")
 
 
 def package_scorer(model, bank: dict[str, np.ndarray], cfg: ExportConfig) -> WindowScorer:
@@ -65,9 +65,8 @@ def package_scorer(model, bank: dict[str, np.ndarray], cfg: ExportConfig) -> Win
 def head_uas(scorer: WindowScorer, pooled: np.ndarray, references: np.ndarray,
              labels: tuple[str, ...]) -> dict[str, float]:
     """UA of each way the package scores: classifier, memory bank, fused."""
-    s = scorer.score_pooled(pooled)
-    probs = {"classifier": s.classifier_probs, "memory": s.memory_probs, "fused": s.probs}
-    return {head: score(references, probs[head].argmax(1), labels).ua for head in HEADS}
+    predictions = head_predictions(scorer, pooled)
+    return {head: score(references, predictions[head], labels).ua for head in HEADS}
 
 
 def render(results: dict, settings: list[str], systems: list[str], memory_weight: float) -> str:

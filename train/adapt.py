@@ -262,13 +262,11 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
                                          refresh, n_refreshes)
             if source_free and not cfg.nnpm.select_without_source:
                 share = 1.0
-            if teacher is None:
-                pseudo, weights = target_pseudo_labels(cfg, model, memory, data.target_views,
-                                                       share, first_shares, vote_views)
-            else:
-                pseudo, weights = target_pseudo_labels(
-                    cfg, teacher, teacher_memory(cfg, teacher, data, memory),
-                    data.target_views, share, first_shares, vote_views)
+            labeller, label_memory = ((model, memory) if teacher is None else
+                                      (teacher, teacher_memory(cfg, teacher, data, memory)))
+            pseudo, weights = target_pseudo_labels(cfg, labeller, label_memory,
+                                                   data.target_views, share, first_shares,
+                                                   vote_views)
             if first_shares is None:
                 first_shares = pseudo.shares
         ramp = min(1.0, (epoch - warmup + 1) / (cfg.nnpm.ramp_epochs + 1)) if nnpm_on else 0.0
