@@ -219,3 +219,15 @@ def test_anchored_shares_blend_with_the_first_ones():
     assert torch.equal(nnpm.anchored_shares(now, first, 0.0), now)
     assert torch.equal(nnpm.anchored_shares(now, None, 0.5), now)
     assert torch.equal(nnpm.anchored_shares(now, first, 1.0), first)
+
+
+def test_equipartitioned_shares_move_the_least_sure_clip_of_an_over_predicted_class():
+    # three of four utterances vote class 0; the least sure of them moves to class 1
+    shares = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.1, 0.9]])
+    balanced = nnpm.equipartitioned_shares(shares)
+    assert torch.allclose(balanced.sum(dim=1), torch.ones(4), atol=1e-5)
+    assert torch.allclose(balanced.sum(dim=0), torch.full((2,), 2.0), atol=1e-3)
+    assert balanced.argmax(dim=1).tolist() == [0, 0, 1, 1]
+    # shares that are balanced already stay as they are
+    even = torch.tensor([[0.7, 0.3], [0.3, 0.7]])
+    assert torch.allclose(nnpm.equipartitioned_shares(even), even, atol=1e-5)

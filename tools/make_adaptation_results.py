@@ -104,6 +104,10 @@ ABLATIONS = {  # NNPM variants: name -> (overrides, description)
                                "nnpm.vote_views=true"],
                               "every pseudo-label, memory vote over the views (as without "
                               "source audio)"),
+    "equipartition": (["nnpm.equipartition=true"],
+                      "vote shares rebalanced to equal class totals (Sinkhorn-Knopp)"),
+    "nnpm_sf_equipartition": (["nnpm.equipartition=true"],
+                              "no source audio, vote shares rebalanced to equal class totals"),
     "mixed_bn": (["batchnorm=mixed", "target_bn_stats=false"],
                  "mixed batch norm (one batch of both, running statistics at test time)"),
     "nnpm_sf_clean_vote": (["nnpm.vote_views_without_source=false"],

@@ -412,7 +412,8 @@ def target_pseudo_labels(cfg: AdaptConfig, model: EmotionModel, memory: SourceMe
     votes on the clean clip, or with `views` (`nnpm.vote_views`, `vote_views_without_source`)
     on every view, the shares averaged; the shares are smoothed over the target's own
     neighbour graph (`nnpm.propagation`) and blended with `first_shares`, the first
-    refresh's (`nnpm.anchor`); with `nnpm.agreement` only utterances the classifier predicts
+    refresh's (`nnpm.anchor`) and optionally rebalanced over the classes
+    (`nnpm.equipartition`); with `nnpm.agreement` only utterances the classifier predicts
     as their pseudo class stay eligible; then per pseudo class only its `share` most
     confident eligible utterances get a weight."""
     own = cfg.batchnorm == "separate"
@@ -433,6 +434,8 @@ def target_pseudo_labels(cfg: AdaptConfig, model: EmotionModel, memory: SourceMe
     shares = nnpm.propagate_shares(shares, features, c.propagation_k, c.propagation,
                                    c.temperature)
     shares = nnpm.anchored_shares(shares, first_shares, c.anchor)
+    if c.equipartition:
+        shares = nnpm.equipartitioned_shares(shares)
     pseudo = nnpm.pseudo_multilabels(shares, c.pseudo_label, c.min_share)
     eligible = logits.argmax(1) == pseudo.top if c.agreement else None
     keep = nnpm.select_confident(pseudo, share, eligible)

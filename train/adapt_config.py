@@ -91,6 +91,10 @@ class NNPMConfig:
     vote_views_without_source: bool = setting(
         False, help="the same without source audio (a memory bank of a few centroids), where "
         "every pseudo-label is trained on")
+    equipartition: bool = setting(
+        False, help="the vote shares are rebalanced (Sinkhorn-Knopp) so that every class holds "
+        "the same total share over the target, before the labels are read from them: a class "
+        "the source model over-predicts there gives up its least certain clips")
     agreement: bool = setting(False, help="train only on target clips whose pseudo-label (the "
                               "memory vote's top class) is also the classifier's prediction")
     propagation: float = setting(0.0, min=0.0, max=0.99,

@@ -173,6 +173,24 @@ def anchored_shares(shares: torch.Tensor, first: torch.Tensor | None, anchor: fl
     return anchor * first.to(shares.dtype) + (1.0 - anchor) * shares
 
 
+def equipartitioned_shares(shares: torch.Tensor, iterations: int = 50,
+                           floor: float = 1e-6) -> torch.Tensor:
+    """Vote shares (n, K) rescaled per class and per utterance (Sinkhorn-Knopp) until every class
+    holds n / K of the total share and every row still sums to 1.
+
+    The equipartition of self-labelling (Asano et al., 2020): under a uniform class prior on the
+    target, a class the source model over-predicts there gives up the utterances it holds least
+    surely to their next most likely class. Shares are floored at `floor`, so a class no
+    neighbour voted for is reachable only when the rebalancing needs it badly."""
+    q = shares.double().clamp_min(floor)
+    q = q / q.sum(dim=1, keepdim=True)
+    column = len(q) / q.shape[1]
+    for _ in range(iterations):
+        q = q * (column / q.sum(dim=0))
+        q = q / q.sum(dim=1, keepdim=True)
+    return q.to(shares.dtype)
+
+
 def scheduled_share(start: float, end: float, refresh: int, n_refreshes: int) -> float:
     """The selected share at refresh number `refresh` (0-based) of `n_refreshes`: linear from
     `start` at the first refresh to `end` at the last."""
