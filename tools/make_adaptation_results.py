@@ -104,6 +104,11 @@ ABLATIONS = {  # NNPM variants: name -> (overrides, description)
                                "nnpm.vote_views=true"],
                               "every pseudo-label, memory vote over the views (as without "
                               "source audio)"),
+    "all_labels_single": (["nnpm.select_share=1", "nnpm.select_share_end=1",
+                           "nnpm.pseudo_label=single"],
+                          "every pseudo-label, single pseudo-label"),
+    "nnpm_sf_single": (["nnpm.pseudo_label=single"],
+                       "no source audio, single pseudo-label"),
     "equipartition": (["nnpm.equipartition=true"],
                       "vote shares rebalanced to equal class totals (Sinkhorn-Knopp)"),
     "nnpm_sf_equipartition": (["nnpm.equipartition=true"],
