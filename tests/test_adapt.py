@@ -229,6 +229,7 @@ def test_target_folder_becomes_speech_segments_and_bad_files_are_listed(tmp_path
     for segment, views in zip(target.segments, target.views):
         assert len(views) == 2 and 0.5 <= segment.end_s - segment.start_s <= 1.6
     assert any("broken.wav" in line for line in logs)
+    assert any(line.startswith("no speech:") and "quiet.wav" in line for line in logs)
     record = target.describe()
     assert record["files_used"] == 4 and record["files_skipped"][0]["file"].endswith("broken.wav")
 

@@ -152,7 +152,9 @@ def run_adaptation(cfg: AdaptConfig, target: Path, out: Path, model_path: Path,
     target_audio = read_target(target, cfg.target, cfg.augment, cfg.optim.seed, log)
     log(f"target: {len(target_audio.segments)} speech segments, {target_audio.speech_s:.0f} s "
         f"of speech from {len(target_audio.files) - len(target_audio.skipped)} files"
-        + (f" ({len(target_audio.skipped)} unreadable, skipped)" if target_audio.skipped else ""))
+        + (f" ({len(target_audio.skipped)} unreadable, skipped)" if target_audio.skipped else "")
+        + (f" ({len(target_audio.without_speech)} without speech)"
+           if target_audio.without_speech else ""))
 
     fixed_memory = None
     source_items = []

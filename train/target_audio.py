@@ -114,6 +114,8 @@ def read_target(folder: str | Path, cfg: TargetConfig, aug: AugmentConfig, seed:
         spans = speech_spans(audio, cfg)
         if not spans:
             result.without_speech.append(path)
+            log(f"no speech: {path}: the VAD found no speech segment of at least "
+                f"{cfg.min_segment_s:g} s")
         for start, end in spans:
             # feature frame f covers samples [f * HOP, f * HOP + WINDOW)
             samples = audio[start * HOP_SAMPLES:(end - 1) * HOP_SAMPLES + WINDOW_SAMPLES]
