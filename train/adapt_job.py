@@ -150,9 +150,11 @@ def run_adaptation(cfg: AdaptConfig, target: Path, out: Path, model_path: Path,
                          "(folders with labels.csv), or a model package")
     log(f"target: reading recordings in {target}")
     target_audio = read_target(target, cfg.target, cfg.augment, cfg.optim.seed, log)
-    notes = ([f"{len(target_audio.skipped)} unreadable, skipped"] if target_audio.skipped
-             else []) + ([f"{len(target_audio.without_speech)} without speech"]
-                         if target_audio.without_speech else [])
+    notes = []
+    if target_audio.skipped:
+        notes.append(f"{len(target_audio.skipped)} unreadable, skipped")
+    if target_audio.without_speech:
+        notes.append(f"{len(target_audio.without_speech)} without speech")
     log(f"target: {len(target_audio.segments)} speech segments, {target_audio.speech_s:.0f} s "
         f"of speech from {len(target_audio.files) - len(target_audio.skipped)} files"
         + (f" ({'; '.join(notes)})" if notes else ""))
