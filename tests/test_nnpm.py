@@ -231,3 +231,23 @@ def test_equipartitioned_shares_move_the_least_sure_clip_of_an_over_predicted_cl
     # shares that are balanced already stay as they are
     even = torch.tensor([[0.7, 0.3], [0.3, 0.7]])
     assert torch.allclose(nnpm.equipartitioned_shares(even), even, atol=1e-5)
+
+
+def test_centroid_memory_finds_each_class_clusters():
+    # class 0: two tight clusters around e0 and e1; class 1: one around e2
+    basis = torch.eye(3)
+    jitter = 0.01 * torch.randn(30, 3, generator=torch.Generator().manual_seed(0))
+    features = torch.cat([basis[0].expand(10, 3), basis[1].expand(10, 3),
+                          basis[2].expand(10, 3)]) + jitter
+    labels = torch.tensor([0] * 20 + [1] * 10)
+    memory = SourceMemory.from_features(features, labels, 2)
+    compact = memory.centroids(per_class=2)
+    assert compact.fixed and len(compact) == 4
+    assert compact.labels.tolist() == [0, 0, 1, 1]
+    assert torch.allclose(compact.slots.norm(dim=1), torch.ones(4), atol=1e-6)
+    # class 0's two centroids are its two clusters, in either order
+    nearest = (compact.slots[:2] @ basis.T).argmax(dim=1)
+    assert sorted(nearest.tolist()) == [0, 1]
+    assert float((compact.slots[:2] @ basis.T).max(dim=1).values.min()) > 0.99
+    # a class with fewer slots than centroids keeps one centroid per distinct slot at most
+    assert len(SourceMemory.from_features(basis[:2], torch.tensor([0, 1]), 2).centroids(4)) == 2

@@ -17,6 +17,7 @@ from train.adapt import (
     adapt,
     adaptation_param_groups,
     ema_update,
+    embed_domain,
     target_pseudo_labels,
     teacher_memory,
 )
@@ -155,3 +156,37 @@ def test_a_teacher_that_only_labels_returns_the_student(source_run):
     # the same run up to the end: the teacher stayed at the start, the student trained
     student = adapted(source_run, "nnpm.teacher_momentum=0.9999", "nnpm.teacher_is_model=false")
     assert not same_weights(student.model, source.model)
+
+
+def test_classifier_vote_mixes_the_classifier_probabilities_into_the_shares():
+    data, _ = two_domains(n=40)
+    model = tiny_model().eval()
+    memory = SourceMemory.from_features(torch.randn(40, 16), data.source_targets, 4)
+    _, logits = embed_domain(model, [v[0] for v in data.target_views], own_statistics=True)
+    classifier = torch.softmax(logits, dim=1)
+    alone = target_pseudo_labels(config(), model, memory, data.target_views)[0].shares
+    only = target_pseudo_labels(config("nnpm.classifier_vote=1"), model, memory,
+                                data.target_views)[0]
+    assert torch.allclose(only.shares, classifier, atol=1e-6)
+    half = target_pseudo_labels(config("nnpm.classifier_vote=0.5"), model, memory,
+                                data.target_views)[0]
+    assert torch.allclose(half.shares, (alone + classifier) / 2, atol=1e-6)
+
+
+def test_centroid_labels_come_from_a_compact_memory_of_the_live_slots():
+    data, _ = two_domains(n=40)
+    model = tiny_model().eval()
+    memory = SourceMemory.from_features(torch.randn(40, 16), data.source_targets, 4)
+    cfg = config("nnpm.label_memory=centroids", "nnpm.label_centroids=2", "nnpm.k=8")
+    ours = target_pseudo_labels(cfg, model, memory, data.target_views)[0].shares
+    compact = memory.centroids(2)
+    assert len(compact) == 8 and not memory.fixed  # the live memory is left as it was
+    expected = target_pseudo_labels(config("nnpm.k=8"), model, compact, data.target_views)[0]
+    assert torch.allclose(ours, expected.shares)
+
+
+def test_source_weight_scales_the_source_losses_while_adapting(source_run):
+    silent = adapted(source_run, "nnpm.source_weight=0")
+    assert all(e["ce"] == 0.0 and e["mem"] == 0.0 and e["ml"] > 0 for e in silent.history)
+    default = adapted(source_run)
+    assert all(e["ce"] > 0 and e["mem"] > 0 for e in default.history)

@@ -71,12 +71,15 @@ SYSTEMS = {  # name -> (config overrides, column title); each starts from the so
     "dann": (["method=dann", "batchnorm=separate"], "DANN (separate BN)"),
     "dann_mixed": (["method=dann", "batchnorm=mixed", "target_bn_stats=false"],
                    "DANN (mixed BN)"),
+    "dann_lr0.003": (["method=dann", "batchnorm=separate", "optim.lr=0.003"],
+                     "DANN (separate BN), lr 3e-3"),
     "nnpm": (["method=nnpm"], "NNPM"),
     "nnpm_sf": (["method=nnpm"], "NNPM, no source audio"),
 }
 DERIVED = {"source": "source-only", "source_bn": "source-only + target BN",
            "peer": "eGeMAPS peer"}
-COLUMNS = ("source", "source_bn", "dann", "dann_mixed", "nnpm", "nnpm_sf", "peer")
+COLUMNS = ("source", "source_bn", "dann", "dann_mixed", "dann_lr0.003", "nnpm", "nnpm_sf",
+           "peer")
 SYSTEM_NOTES = (
     "*source-only*: the supervised recipe on the sources; *source-only + target BN*: the same "
     "model with its batch-norm statistics re-estimated on the unlabelled target; *DANN (separate "
@@ -125,6 +128,26 @@ ABLATIONS = {  # NNPM variants: name -> (overrides, description)
                     "mean teacher (weight EMA 0.95 per step) labels the target and is the model"),
     "teacher0.95_labels": (["nnpm.teacher_momentum=0.95", "nnpm.teacher_is_model=false"],
                            "mean teacher (EMA 0.95) labels the target; the student is the model"),
+    "centroids": (["nnpm.label_memory=centroids"],
+                  "target labelled against 4 centroids per class of the memory"),
+    "classifier_vote0.5": (["nnpm.classifier_vote=0.5"],
+                           "vote shares half memory, half classifier"),
+    "source_weight0.3": (["nnpm.source_weight=0.3"], "source losses at 0.3 while adapting"),
+    "diversity1": (["nnpm.diversity_weight=1"], "diversity term, weight 1"),
+    "target_weight2": (["nnpm.target_weight=2"], "target loss weight 2"),
+    "no_memory_target": (["nnpm.memory_target_weight=0"], "no multilabel loss on the memory"),
+    "select_to_1": (["nnpm.select_share_end=1"], "selection grows to every label"),
+    "lr0.003": (["optim.lr=0.003"], "learning rate 3e-3"),
+    "select0.5": (["nnpm.select_share=0.5"], "half of each class from the first refresh"),
+    "k3_no_memory_loss": (["nnpm.k=3", "nnpm.memory_weight=0"], "k = 3, memory loss off"),
+    "sf_like": (["nnpm.label_memory=centroids", "nnpm.vote_views=true", "nnpm.select_share=1",
+                 "nnpm.select_share_end=1", "nnpm.classifier_lr=0"],
+                "labelled as without source audio (centroids, view vote, every label, head "
+                "frozen)"),
+    "sf_like_lr0.003": (["nnpm.label_memory=centroids", "nnpm.vote_views=true",
+                         "nnpm.select_share=1", "nnpm.select_share_end=1",
+                         "nnpm.classifier_lr=0", "optim.lr=0.003"],
+                        "labelled as without source audio, learning rate 3e-3"),
 }
 """A name starting with nnpm_sf runs NNPM without source audio (as the nnpm_sf column)."""
 
@@ -497,15 +520,19 @@ def render(results: dict, commands: list[str], config_name: str, seconds: float 
         pairs = [p for p in PAIRS if name_of(p) in ablations]
         lines += ["", "## NNPM ablations (target UA, adaptation set, the 6 pairs)", "",
                   "Each row changes one setting of NNPM; the first row is NNPM as configured.",
-                  "", "| variant | " + " | ".join(name_of(p) for p in pairs) + " | mean |",
-                  "|---" * (len(pairs) + 2) + "|"]
+                  "", "| variant | " + " | ".join(name_of(p) for p in pairs)
+                  + " | mean | unseen speakers, mean |", "|---" * (len(pairs) + 3) + "|"]
         rows = [("nnpm", "NNPM", main)] + [(n, d, ablations) for n, (_, d) in ABLATIONS.items()]
         for key, title, table in rows:
             if not all(key in table.get(name_of(p), {}) for p in pairs):
                 continue
+            runs = min(len(table[name_of(p)][key]) for p in pairs)
+            if runs < len(seeds):  # a variant measured on fewer seeds says so
+                title += f" ({runs} of {len(seeds)} seeds)"
             cells = [stat([r["adapt_ua"] for r in table[name_of(p)][key]]) for p in pairs]
             mean = 100 * mean_over(table, key, "adapt_ua", pairs)
-            lines.append(f"| {title} | " + " | ".join(cells) + f" | {mean:.1f} |")
+            unseen = 100 * mean_over(table, key, "unseen_ua", pairs)
+            lines.append(f"| {title} | " + " | ".join(cells) + f" | {mean:.1f} | {unseen:.1f} |")
     return "\n".join(lines) + "\n"
 
 

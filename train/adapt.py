@@ -297,6 +297,10 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
             if method == "nnpm" and out_s is not None and cfg.nnpm.memory_weight > 0:
                 terms["mem"] = cfg.nnpm.memory_weight * nnpm.memory_loss(
                     out_s[1], y, memory, cfg.nnpm.temperature, torch.as_tensor(src_idx))
+            if nnpm_on and cfg.nnpm.source_weight != 1.0:
+                for name in ("ce", "mem"):
+                    if name in terms:
+                        terms[name] = cfg.nnpm.source_weight * terms[name]
             if nnpm_on:
                 idx = torch.as_tensor(tgt_idx)
                 terms.update(_target_terms(cfg.nnpm, out_t, pseudo.sets[idx], weights[idx],
@@ -418,6 +422,8 @@ def target_pseudo_labels(cfg: AdaptConfig, model: EmotionModel, memory: SourceMe
     confident eligible utterances get a weight."""
     own = cfg.batchnorm == "separate"
     c = cfg.nnpm
+    if c.label_memory == "centroids" and not memory.fixed:
+        memory = memory.centroids(c.label_centroids)
 
     def vote(features: torch.Tensor) -> torch.Tensor:
         return nnpm.knn_class_shares(memory.similarities(features), memory.labels,
@@ -431,6 +437,9 @@ def target_pseudo_labels(cfg: AdaptConfig, model: EmotionModel, memory: SourceMe
         for i in range(1, n_views):
             shares = shares + vote(embed_domain(model, [v[i] for v in target_views], own)[0])
         shares = shares / n_views
+    if c.classifier_vote > 0:
+        shares = ((1.0 - c.classifier_vote) * shares
+                  + c.classifier_vote * torch.softmax(logits, dim=1).to(shares.dtype))
     shares = nnpm.propagate_shares(shares, features, c.propagation_k, c.propagation,
                                    c.temperature)
     shares = nnpm.anchored_shares(shares, first_shares, c.anchor)

@@ -95,6 +95,21 @@ class NNPMConfig:
         False, help="the vote shares are rebalanced (Sinkhorn-Knopp) so that every class holds "
         "the same total share over the target, before the labels are read from them: a class "
         "the source model over-predicts there gives up its least certain clips")
+    label_memory: str = setting(
+        "slots", choices=("slots", "centroids"),
+        help="what the target is labelled against at each refresh: slots = the k nearest "
+        "memory slots (one per source utterance); centroids = per class, "
+        "label_centroids spherical k-means centroids of the current slots (as a package's "
+        "memory bank), every centroid voting")
+    label_centroids: int = setting(4, min=1, max=256,
+                                   help="centroids per class with label_memory: centroids")
+    classifier_vote: float = setting(
+        0.0, min=0.0, max=1.0, help="weight of the classifier's class probabilities (target "
+        "statistics, whole clip) in the vote shares: (1 - w) * memory vote + w * classifier; "
+        "0 = the memory alone")
+    source_weight: float = setting(
+        1.0, min=0.0, max=100.0, help="scale of the source losses (cross-entropy and memory "
+        "loss) once the target loss is on; 1 = as in the warm-up")
     agreement: bool = setting(False, help="train only on target clips whose pseudo-label (the "
                               "memory vote's top class) is also the classifier's prediction")
     propagation: float = setting(0.0, min=0.0, max=0.99,
