@@ -473,16 +473,21 @@ def render(results: dict, commands: list[str], config_name: str, seconds: float 
         for setting in settings:
             cells = [stat([r[metric] for r in main[name_of(setting)][s]]) for s in systems]
             lines.append(f"| {name_of(setting)} | " + " | ".join(cells) + " |")
+        shown: list[list] = []
         for group, members in (("mean of the 6 pairs", PAIRS), ("mean of the 3 LOLO", LOLO),
                                ("mean of all", SETTINGS)):
             members = [m for m in members if name_of(m) in main]
-            if members:
+            if members and members not in shown:  # "all" is the pairs when only they ran
+                shown.append(members)
                 cells = [f"{100 * mean_over(main, s, metric, members):.1f}" for s in systems]
                 lines.append(f"| **{group}** | " + " | ".join(cells) + " |")
     if {"nnpm", "source", "dann"} <= set(systems):
         pairs = [p for p in PAIRS if name_of(p) in main]
         lines += ["", "## NNPM against the baselines", ""]
-        for group, members in (("the 6 single-source pairs", pairs), ("all settings", settings)):
+        groups = [("the 6 single-source pairs", pairs)]
+        if settings != pairs:
+            groups.append(("all settings", settings))
+        for group, members in groups:
             nn = mean_over(main, "nnpm", "adapt_ua", members)
             lines.append(f"- Over {group}: NNPM's mean target UA is "
                          f"{100 * (nn - mean_over(main, 'source', 'adapt_ua', members)):+.1f} "

@@ -413,8 +413,10 @@ def target_pseudo_labels(cfg: AdaptConfig, model: EmotionModel, memory: SourceMe
     """Pseudo multilabels and loss weights of every target utterance under the current model.
 
     `target_views` holds per utterance its clean log-mel and its augmented views. The memory
+    (its slots, or with `nnpm.label_memory` centroids a few centroids per class of them)
     votes on the clean clip, or with `views` (`nnpm.vote_views`, `vote_views_without_source`)
-    on every view, the shares averaged; the shares are smoothed over the target's own
+    on every view, the shares averaged, and optionally mixed with the classifier's
+    probabilities (`nnpm.classifier_vote`); the shares are smoothed over the target's own
     neighbour graph (`nnpm.propagation`) and blended with `first_shares`, the first
     refresh's (`nnpm.anchor`) and optionally rebalanced over the classes
     (`nnpm.equipartition`); with `nnpm.agreement` only utterances the classifier predicts
