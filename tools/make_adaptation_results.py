@@ -89,6 +89,10 @@ SYSTEM_NOTES = (
     "bank (4 centroids per class, as a model package ships), with no source loss, as "
     "`edge-ser adapt` runs without `--source`; *eGeMAPS peer*: openSMILE eGeMAPSv02 "
     "functionals + logistic regression on the same source clips.")
+SOURCE_FREE_LABELLING = ["nnpm.label_memory=centroids", "nnpm.vote_views=true",
+                         "nnpm.select_share=1", "nnpm.select_share_end=1", "nnpm.classifier_lr=0"]
+"""Full NNPM labelling the target as the source-free mode does: a few centroids per class, the
+vote over the augmented views, every label, the classifier head frozen."""
 ABLATIONS = {  # NNPM variants: name -> (overrides, description)
     "no_memory_loss": (["nnpm.memory_weight=0"], "memory loss off"),
     "single": (["nnpm.pseudo_label=single"], "single pseudo-label"),
@@ -134,19 +138,10 @@ ABLATIONS = {  # NNPM variants: name -> (overrides, description)
                            "vote shares half memory, half classifier"),
     "source_weight0.3": (["nnpm.source_weight=0.3"], "source losses at 0.3 while adapting"),
     "diversity1": (["nnpm.diversity_weight=1"], "diversity term, weight 1"),
-    "target_weight2": (["nnpm.target_weight=2"], "target loss weight 2"),
-    "no_memory_target": (["nnpm.memory_target_weight=0"], "no multilabel loss on the memory"),
-    "select_to_1": (["nnpm.select_share_end=1"], "selection grows to every label"),
     "lr0.003": (["optim.lr=0.003"], "learning rate 3e-3"),
-    "select0.5": (["nnpm.select_share=0.5"], "half of each class from the first refresh"),
-    "k3_no_memory_loss": (["nnpm.k=3", "nnpm.memory_weight=0"], "k = 3, memory loss off"),
-    "sf_like": (["nnpm.label_memory=centroids", "nnpm.vote_views=true", "nnpm.select_share=1",
-                 "nnpm.select_share_end=1", "nnpm.classifier_lr=0"],
-                "labelled as without source audio (centroids, view vote, every label, head "
-                "frozen)"),
-    "sf_like_lr0.003": (["nnpm.label_memory=centroids", "nnpm.vote_views=true",
-                         "nnpm.select_share=1", "nnpm.select_share_end=1",
-                         "nnpm.classifier_lr=0", "optim.lr=0.003"],
+    "sf_like": (SOURCE_FREE_LABELLING, "labelled as without source audio (centroids, view "
+                "vote, every label, head frozen)"),
+    "sf_like_lr0.003": (SOURCE_FREE_LABELLING + ["optim.lr=0.003"],
                         "labelled as without source audio, learning rate 3e-3"),
 }
 """A name starting with nnpm_sf runs NNPM without source audio (as the nnpm_sf column)."""
