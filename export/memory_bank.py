@@ -61,22 +61,33 @@ def spherical_kmeans(x: np.ndarray, k: int, iterations: int, seed: int) -> np.nd
     return c
 
 
+def class_centroids(units: np.ndarray, targets: np.ndarray, n_classes: int, per_class: int,
+                    iterations: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(centroids (m, E), their classes (m,)): `per_class` spherical k-means centroids of each
+    class' unit rows of `units` (n, E), class k seeded with seed + k; a class with no row has
+    no centroid."""
+    centroids, owners = [], []
+    for k in range(n_classes):
+        members = units[targets == k]
+        if len(members):
+            c = spherical_kmeans(members, per_class, iterations, seed + k)
+            centroids.append(c)
+            owners.extend([k] * len(c))
+    return normalise(np.concatenate(centroids)), np.asarray(owners)
+
+
 def build_memory_bank(embeddings: np.ndarray, targets: np.ndarray, labels: tuple[str, ...],
                       cfg: MemoryBankConfig) -> dict[str, np.ndarray]:
     """embeddings (n, E), targets (n,) class indices -> the arrays of memory_bank.npz."""
-    units = normalise(embeddings.astype(np.float64))
-    centroids, owners = [], []
-    for k in range(len(labels)):
-        members = units[targets == k]
-        if len(members) == 0:
-            raise ValueError(f"no training clip of class {labels[k]!r}: the memory bank needs "
-                             "every class")
-        c = spherical_kmeans(members, cfg.centroids_per_class, cfg.kmeans_iterations,
-                             cfg.seed + k)
-        centroids.append(c)
-        owners.extend([k] * len(c))
-    return {"centroids": normalise(np.concatenate(centroids)).astype(np.float16),
-            "centroid_labels": np.asarray(owners, dtype=np.int16),
+    missing = [name for k, name in enumerate(labels) if not np.any(targets == k)]
+    if missing:
+        raise ValueError(f"no training clip of class {missing[0]!r}: the memory bank needs "
+                         "every class")
+    centroids, owners = class_centroids(normalise(embeddings.astype(np.float64)), targets,
+                                        len(labels), cfg.centroids_per_class,
+                                        cfg.kmeans_iterations, cfg.seed)
+    return {"centroids": centroids.astype(np.float16),
+            "centroid_labels": owners.astype(np.int16),
             "temperature": np.asarray(cfg.temperature, dtype=np.float32),
             "top_k": np.asarray(cfg.top_k, dtype=np.int32),
             "labels": np.asarray(labels)}

@@ -82,19 +82,12 @@ class SourceMemory:
     def centroids(self, per_class: int, seed: int = 0) -> SourceMemory:
         """A fixed memory of `per_class` spherical k-means centroids of each class' slots, the
         compact memory a model package ships (`export.memory_bank`), made of the slots now."""
-        from export.memory_bank import spherical_kmeans
+        from export.memory_bank import class_centroids
 
-        units = self.slots.double().numpy()
-        labels = self.labels.numpy()
-        slots, owners = [], []
-        for c in range(self.n_classes):
-            members = units[labels == c]
-            if len(members):
-                found = spherical_kmeans(members, per_class, iterations=50, seed=seed + c)
-                slots.append(found)
-                owners += [c] * len(found)
-        return SourceMemory.from_features(torch.from_numpy(np.concatenate(slots)).float(),
-                                          np.asarray(owners), self.n_classes, fixed=True)
+        centroids, owners = class_centroids(self.slots.double().numpy(), self.labels.numpy(),
+                                            self.n_classes, per_class, iterations=50, seed=seed)
+        return SourceMemory.from_features(torch.from_numpy(centroids).float(), owners,
+                                          self.n_classes, fixed=True)
 
     def class_counts(self) -> torch.Tensor:
         """Slots per class (K,)."""
