@@ -74,6 +74,14 @@ def test_a_system_missing_from_a_setting_is_left_out_of_the_columns():
     assert "NNPM against the baselines" not in text  # needs source-only and DANN everywhere
 
 
+def test_a_column_measured_on_fewer_seeds_says_so_in_its_title():
+    runs = [raw(0, {"source": 0.30, "nnpm": 0.40}), raw(1, {"source": 0.30, "nnpm": 0.40}),
+            raw(2, {"source": 0.30})]
+    text = table.render(table.merge(runs), ["cmd"], "table.yaml", None)
+    header = next(line for line in text.splitlines() if line.startswith("| setting |"))
+    assert header == "| setting | source-only | NNPM (2 of 3 seeds) |"
+
+
 def test_source_cache_key_follows_the_training_configuration_and_clips():
     from types import SimpleNamespace
 

@@ -251,3 +251,18 @@ def test_centroid_memory_finds_each_class_clusters():
     assert float((compact.slots[:2] @ basis.T).max(dim=1).values.min()) > 0.99
     # a class with fewer slots than centroids keeps one centroid per distinct slot at most
     assert len(SourceMemory.from_features(basis[:2], torch.tensor([0, 1]), 2).centroids(4)) == 2
+
+
+def test_target_prototypes_known_answer_and_a_cluster_outvotes_an_odd_vote():
+    # two target clusters along x and y; the memory voted class 0 for three of the x clips and
+    # class 1 for the fourth, and class 1 for every y clip
+    feats = unit([1, 0.1], [1, 0], [1, -0.1], [1, 0.05], [0.1, 1], [0, 1])
+    shares = torch.tensor([[1.0, 0.0]] * 3 + [[0.0, 1.0]] * 3)
+    assert torch.equal(nnpm.target_prototype_shares(shares, feats, 0, 0.05), shares)
+    one = nnpm.target_prototype_shares(shares, feats, 1, 0.05)
+    f = F.normalize(feats, dim=1)
+    protos = F.normalize(shares.T @ f, dim=1)
+    assert torch.allclose(one, torch.softmax(f @ protos.T / 0.05, dim=1), atol=1e-6)
+    assert torch.allclose(one.sum(1), torch.ones(6))
+    # the odd x clip (index 3) joins its own cluster's class
+    assert one.argmax(1).tolist() == [0, 0, 0, 0, 1, 1]

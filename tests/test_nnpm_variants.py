@@ -190,3 +190,12 @@ def test_source_weight_scales_the_source_losses_while_adapting(source_run):
     assert all(e["ce"] == 0.0 and e["mem"] == 0.0 and e["ml"] > 0 for e in silent.history)
     default = adapted(source_run)
     assert all(e["ce"] > 0 and e["mem"] > 0 for e in default.history)
+
+
+def test_the_adversarial_term_trains_a_language_classifier_alongside_nnpm(source_run):
+    default = adapted(source_run)
+    assert all("lang" not in e for e in default.history)
+    aligned = adapted(source_run, "nnpm.adversarial_weight=1")
+    assert all(e["lang"] > 0 and e["ml"] > 0 and e["ce"] > 0 for e in aligned.history)
+    # two domains (source, target): the classifier starts near chance, ln 2
+    assert 0.3 < aligned.history[0]["lang"] < 1.0

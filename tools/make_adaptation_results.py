@@ -143,6 +143,18 @@ ABLATIONS = {  # NNPM variants: name -> (overrides, description)
                 "vote, every label, head frozen)"),
     "sf_like_lr0.003": (SOURCE_FREE_LABELLING + ["optim.lr=0.003"],
                         "labelled as without source audio, learning rate 3e-3"),
+    "nnpm_sf_lr0.003": (["optim.lr=0.003"], "no source audio, learning rate 3e-3"),
+    "lr0.003_adversarial": (["optim.lr=0.003", "nnpm.adversarial_weight=1"],
+                            "learning rate 3e-3, with DANN's language classifier"),
+    "sf_like_lr0.003_adversarial_prototypes": (
+        SOURCE_FREE_LABELLING + ["optim.lr=0.003", "nnpm.adversarial_weight=1",
+                                 "nnpm.target_prototypes=1"],
+        "labelled as without source audio, learning rate 3e-3, with DANN's language "
+        "classifier, votes re-read from target prototypes"),
+    "sf_like_lr0.003_adversarial": (SOURCE_FREE_LABELLING + ["optim.lr=0.003",
+                                                             "nnpm.adversarial_weight=1"],
+                                    "labelled as without source audio, learning rate 3e-3, "
+                                    "with DANN's language classifier"),
 }
 """A name starting with nnpm_sf runs NNPM without source audio (as the nnpm_sf column)."""
 
@@ -459,11 +471,16 @@ def render(results: dict, commands: list[str], config_name: str, seconds: float 
         "",
         SYSTEM_NOTES,
     ]
+    headers = []
+    for s in systems:  # a column measured on fewer seeds says so
+        runs = min(len(main[name_of(x)][s]) for x in settings)
+        headers.append(names[s] + (f" ({runs} of {len(seeds)} seeds)" if runs < len(seeds)
+                                   else ""))
     for metric, title in (("adapt_ua", "Target UA (adaptation set)"),
                           ("adapt_wa", "Target WA (adaptation set)"),
                           ("unseen_ua", "Target UA, unseen target speakers")):
         lines += ["", f"## {title}", "",
-                  "| setting | " + " | ".join(names[s] for s in systems) + " |",
+                  "| setting | " + " | ".join(headers) + " |",
                   "|---" * (len(systems) + 1) + "|"]
         for setting in settings:
             cells = [stat([r[metric] for r in main[name_of(setting)][s]]) for s in systems]

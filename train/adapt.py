@@ -225,7 +225,9 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
         memory = SourceMemory.from_features(source_emb, source_targets, n_classes)
     language_clf = None
     params = [p for p in model.parameters()]
-    if method == "dann":
+    adversarial = method == "dann" or (method == "nnpm" and not source_free
+                                       and cfg.nnpm.adversarial_weight > 0)
+    if adversarial:
         language_clf = LanguageClassifier(model.classifier.in_features, len(data.domains) + 1,
                                           cfg.dann.hidden)
         params += list(language_clf.parameters())
@@ -305,8 +307,9 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
                 idx = torch.as_tensor(tgt_idx)
                 terms.update(_target_terms(cfg.nnpm, out_t, pseudo.sets[idx], weights[idx],
                                            memory, ramp * cfg.nnpm.target_weight))
-            if language_clf is not None:
-                lam = dann_lambda(step / max(1, total_steps), cfg.dann.weight, cfg.dann.gamma)
+            if language_clf is not None and out_t is not None:
+                final = cfg.dann.weight if method == "dann" else cfg.nnpm.adversarial_weight
+                lam = dann_lambda(step / max(1, total_steps), final, cfg.dann.gamma)
                 emb = torch.cat([out_s[1], out_t[1]])
                 domains = torch.cat([torch.as_tensor(data.source_domains[src_idx]),
                                      target_domain[:len(tgt_idx)]])
@@ -416,8 +419,9 @@ def target_pseudo_labels(cfg: AdaptConfig, model: EmotionModel, memory: SourceMe
     (its slots, or with `nnpm.label_memory` centroids a few centroids per class of them)
     votes on the clean clip, or with `views` (`nnpm.vote_views`, `vote_views_without_source`)
     on every view, the shares averaged, and optionally mixed with the classifier's
-    probabilities (`nnpm.classifier_vote`); the shares are smoothed over the target's own
-    neighbour graph (`nnpm.propagation`) and blended with `first_shares`, the first
+    probabilities (`nnpm.classifier_vote`), optionally re-read from class prototypes of the
+    target's own features (`nnpm.target_prototypes`); the shares are smoothed over the
+    target's own neighbour graph (`nnpm.propagation`) and blended with `first_shares`, the first
     refresh's (`nnpm.anchor`) and optionally rebalanced over the classes
     (`nnpm.equipartition`); with `nnpm.agreement` only utterances the classifier predicts
     as their pseudo class stay eligible; then per pseudo class only its `share` most
@@ -442,6 +446,8 @@ def target_pseudo_labels(cfg: AdaptConfig, model: EmotionModel, memory: SourceMe
     if c.classifier_vote > 0:
         shares = ((1.0 - c.classifier_vote) * shares
                   + c.classifier_vote * torch.softmax(logits, dim=1).to(shares.dtype))
+    shares = nnpm.target_prototype_shares(shares, features, c.target_prototypes,
+                                          c.temperature)
     shares = nnpm.propagate_shares(shares, features, c.propagation_k, c.propagation,
                                    c.temperature)
     shares = nnpm.anchored_shares(shares, first_shares, c.anchor)

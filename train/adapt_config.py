@@ -110,6 +110,15 @@ class NNPMConfig:
     source_weight: float = setting(
         1.0, min=0.0, max=100.0, help="scale of the source losses (cross-entropy and memory "
         "loss) once the target loss is on; 1 = as in the warm-up")
+    target_prototypes: int = setting(
+        0, min=0, max=20, help="rounds of re-reading the vote shares from per-class prototypes "
+        "of the target's own features (share-weighted means, cosine softmax at `temperature`); "
+        "0 = off")
+    adversarial_weight: float = setting(
+        0.0, min=0.0, max=100.0, help="with source audio, DANN's language classifier behind "
+        "gradient reversal is trained alongside (its final lambda; dann.gamma and dann.hidden "
+        "as for DANN), aligning the domains while the pseudo multilabels teach the classes; "
+        "0 = off")
     agreement: bool = setting(False, help="train only on target clips whose pseudo-label (the "
                               "memory vote's top class) is also the classifier's prediction")
     propagation: float = setting(0.0, min=0.0, max=0.99,

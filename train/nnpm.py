@@ -224,6 +224,26 @@ def propagate_shares(shares: torch.Tensor, features: torch.Tensor, k: int, alpha
     return (q / q.sum(dim=1, keepdim=True).clamp_min(1e-12)).to(shares.dtype)
 
 
+def target_prototype_shares(shares: torch.Tensor, features: torch.Tensor, rounds: int,
+                            temperature: float) -> torch.Tensor:
+    """Vote shares (n, K) re-read from prototypes of the target's own features.
+
+    Each round builds one prototype per class, the share-weighted mean of the normalised
+    target features (`features` (n, E)), and re-votes every utterance by
+    softmax(cos(feature, prototype) / temperature), as the clustering step of SHOT (Liang et
+    al., 2020). The classes keep the memory's meaning while their centres move to where the
+    target's utterances of that class lie, which the source memory cannot know. rounds 0
+    returns the shares; a class with no weight keeps a zero prototype and gets little share."""
+    if rounds <= 0:
+        return shares
+    feats = F.normalize(features.float(), dim=1)
+    q = shares.float()
+    for _ in range(rounds):
+        prototypes = F.normalize(q.T @ feats, dim=1)
+        q = torch.softmax(feats @ prototypes.T / temperature, dim=1)
+    return q.to(shares.dtype)
+
+
 def multilabel_loss(logits: torch.Tensor, sets: torch.Tensor,
                     weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over the batch of -w log sum_{c in set} softmax(logits)_c; logits (B, K), sets
