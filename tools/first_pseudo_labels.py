@@ -68,11 +68,12 @@ def main(argv: list[str] | None = None) -> int:
             clips = exp.source_clips(sources)
             source_emb, _ = embed_domain(model, [exp.views[c.path][0] for c in clips], True)
             targets = np.array([exp.labels.index(c.label) for c in clips])
+            # labelling reads the memory and leaves it as it is, so one serves every labelling
+            memory = SourceMemory.from_features(source_emb, targets, len(exp.labels))
             target_views = [exp.views[c.path] for c in split.adapt_clips]
             row = cells.setdefault(name_of(setting), {c: [] for c in columns})
             shares = {}
             for name, (cfg, views) in configs.items():
-                memory = SourceMemory.from_features(source_emb, targets, len(exp.labels))
                 pseudo, _ = target_pseudo_labels(cfg, model, memory, target_views, views=views)
                 row[name].append(exp.labelled_ua(pseudo.top.numpy(), split.adapt_clips))
                 shares[name] = pseudo.shares
