@@ -80,6 +80,9 @@ DERIVED = {"source": "source-only", "source_bn": "source-only + target BN",
            "peer": "eGeMAPS peer"}
 COLUMNS = ("source", "source_bn", "dann", "dann_mixed", "dann_lr0.003", "nnpm", "nnpm_sf",
            "peer")
+DEFAULT_SYSTEMS = [c for c in COLUMNS if c != "dann_lr0.003"]
+"""What a run measures unless told: `dann_lr0.003` is DANN at the rate the table now uses for
+every method, so it stays only to render the runs measured when the table used 1e-3."""
 SYSTEM_NOTES = (
     "*source-only*: the supervised recipe on the sources; *source-only + target BN*: the same "
     "model with its batch-norm statistics re-estimated on the unlabelled target; *DANN (separate "
@@ -576,7 +579,7 @@ def main() -> None:
                         help="raw numbers of this run (default: --out with .json)")
     parser.add_argument("--render", type=Path, nargs="+", metavar="RAW_JSON",
                         help="only render --out from the raw numbers of earlier runs")
-    parser.add_argument("--systems", nargs="+", default=list(COLUMNS), choices=COLUMNS)
+    parser.add_argument("--systems", nargs="+", default=DEFAULT_SYSTEMS, choices=COLUMNS)
     parser.add_argument("--only", nargs="+", default=[], metavar="SETTING",
                         help="run only these settings, e.g. emodb->urdu emodb+turev->urdu")
     parser.add_argument("--ablations", action="store_true",
