@@ -82,6 +82,25 @@ def test_a_column_measured_on_fewer_seeds_says_so_in_its_title():
     assert header == "| setting | source-only | NNPM (2 of 3 seeds) |"
 
 
+def test_the_configured_recipe_and_the_earlier_variants_resolve_as_documented():
+    """NNPM as configured labels as the source-free mode does, at 3e-3; a variant of the
+    earlier recipe resolves to that recipe plus its one change, whatever the file says now."""
+    from edge_ser.config import load_config
+    from train.adapt_config import AdaptConfig
+
+    config = table.ROOT / "configs/adapt/table.yaml"
+    now = load_config(AdaptConfig, config, table.SYSTEMS["nnpm"][0])
+    labelled_as_source_free = load_config(AdaptConfig, config, table.SOURCE_FREE_LABELLING)
+    assert now == labelled_as_source_free and now.optim.lr == 0.003
+    assert not set(table.ABLATIONS) & set(table.EARLIER_VARIANTS)
+    earlier = load_config(AdaptConfig, config, table.EARLIER_VARIANTS["frozen_head"][0])
+    assert earlier.optim.lr == 0.001 and earlier.nnpm.label_memory == "slots"
+    assert earlier.nnpm.select_share == 0.2 and not earlier.nnpm.vote_views
+    assert earlier.nnpm.classifier_lr == 0.0  # the one change, applied last
+    sf_like = load_config(AdaptConfig, config, table.EARLIER_VARIANTS["sf_like_lr0.003"][0])
+    assert sf_like == now
+
+
 def test_source_cache_key_follows_the_training_configuration_and_clips():
     from types import SimpleNamespace
 

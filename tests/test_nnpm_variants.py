@@ -140,6 +140,15 @@ def test_frozen_head_keeps_the_classifier_and_still_adapts(source_run):
     assert not torch.equal(default.model.classifier.weight, source.model.classifier.weight)
 
 
+def test_a_head_trained_from_scratch_learns_whatever_classifier_lr_says():
+    data, _ = two_domains(n=64)
+    cfg = config("method=nnpm", "optim.epochs=2", "nnpm.warmup_epochs=1", "nnpm.classifier_lr=0")
+    torch.manual_seed(cfg.optim.seed)  # as adapt() seeds before building the model
+    initial = EmotionModel(cfg.model, 64, len(LABELS)).classifier.weight.clone()
+    scratch = adapt(cfg, data, log=lambda _: None)
+    assert not torch.allclose(scratch.model.classifier.weight, initial, atol=1e-3)
+
+
 def test_mean_teacher_is_the_returned_model_and_lags_the_student(source_run):
     data, y_target, source = source_run
     # momentum near 1: the teacher barely moves from the start model, while plain NNPM does

@@ -6,10 +6,10 @@
 For each seed and source -> target pair (the experiment table's source models and splits,
 `tools/make_adaptation_results.py`), the source model labels the target's adaptation set the
 way full NNPM labels it at its first refresh, and each labelling's top class is scored (UA) on
-the labelled clips. Labellings: `knn` (the configured one: the k nearest memory slots, clean
-clip), `sf_like` (4 centroids per class, the vote over the clip and its augmented views, as
-source-free NNPM labels), and `sf_like`'s shares re-read from target prototypes for 1 and 3
-rounds (`nnpm.target_prototypes`); `classifier` is the source model's own classifier with target
+the labelled clips. Labellings: `knn` (the k nearest memory slots, clean clip: the earlier
+recipe's), `sf_like` (4 centroids per class, the vote over the clip and its augmented views,
+as NNPM now labels, with or without source audio), and `sf_like`'s shares re-read from target
+prototypes for 1 and 3 rounds (`nnpm.target_prototypes`); `classifier` is the source model's own classifier with target
 batch-norm statistics (the source-only + target BN column). Seconds per pair: no training.
 """
 
@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 from make_adaptation_results import (  # noqa: E402
+    KNN_LABELLING,
     PAIRS,
     SETTINGS,
     SOURCE_FREE_LABELLING,
@@ -41,7 +42,7 @@ from train.adapt_config import AdaptConfig  # noqa: E402
 from train.memory import SourceMemory  # noqa: E402
 
 LABELLINGS = {  # name -> (config overrides, vote over the augmented views)
-    "knn": ([], False),
+    "knn": (KNN_LABELLING, False),
     "sf_like": (SOURCE_FREE_LABELLING, True),
 }
 PROTOTYPE_ROUNDS = (1, 3)

@@ -203,7 +203,8 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
     if source_free and (method != "nnpm" or memory is None):
         raise ValueError("without source data only NNPM from a memory bank can adapt; give "
                          "source corpora or a model with a memory bank")
-    if model is None:
+    from_scratch = model is None
+    if from_scratch:
         if source_free:
             raise ValueError("training from scratch needs labelled source data")
         model = EmotionModel(cfg.model, contract.N_MELS, n_classes)
@@ -231,7 +232,9 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
         language_clf = LanguageClassifier(model.classifier.in_features, len(data.domains) + 1,
                                           cfg.dann.hidden)
         params += list(language_clf.parameters())
-    head_lr = 1.0 if method != "nnpm" else 0.0 if source_free else cfg.nnpm.classifier_lr
+    # a head trained from scratch must learn; nnpm.classifier_lr is for adapting a trained one
+    head_lr = (1.0 if method != "nnpm" or from_scratch else 0.0 if source_free
+               else cfg.nnpm.classifier_lr)
     groups = adaptation_param_groups(model, params, head_lr)
     params = [p for g in groups for p in g["params"]]
     optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)

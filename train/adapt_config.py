@@ -131,8 +131,9 @@ class NNPMConfig:
                                       "keeps target predictions from collapsing to one class")
     classifier_lr: float = setting(1.0, min=0.0, max=1.0,
                                    help="the classifier head's learning rate as a multiple of "
-                                   "optim.lr while adapting with source audio; 0 = frozen, as "
-                                   "without source audio; 1 = off (the head trains like the rest)")
+                                   "optim.lr while adapting a trained model with source audio; 0 = "
+                                   "frozen, as without source audio; 1 = off (the head trains "
+                                   "like the rest; always so from scratch)")
     teacher_momentum: float = setting(0.0, min=0.0, max=0.9999,
                                       help="mean teacher: an exponential moving average of the "
                                       "weights (this momentum per step) labels the target "
