@@ -9,8 +9,9 @@ way full NNPM labels it at its first refresh, and each labelling's top class is 
 the labelled clips. Labellings: `knn` (the k nearest memory slots, clean clip: the earlier
 recipe's), `sf_like` (4 centroids per class, the vote over the clip and its augmented views,
 as NNPM now labels, with or without source audio), and `sf_like`'s shares re-read from target
-prototypes for 1 and 3 rounds (`nnpm.target_prototypes`); `classifier` is the source model's own classifier with target
-batch-norm statistics (the source-only + target BN column). Seconds per pair: no training.
+prototypes for 1 and 3 rounds (`nnpm.target_prototypes`); `classifier` is the source model's
+own classifier with target batch-norm statistics (the source-only + target BN column). Seconds
+per pair: no training.
 """
 
 from __future__ import annotations
