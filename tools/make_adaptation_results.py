@@ -108,7 +108,7 @@ ABLATIONS = {  # one change to NNPM as configured: name -> (overrides, descripti
     "no_memory_loss": (["nnpm.memory_weight=0"], "memory loss off"),
     "single": (["nnpm.pseudo_label=single"], "single pseudo-label"),
     "k3": (["nnpm.k=3"], "k = 3"),
-    "k30": (["nnpm.k=30"], "k = 30 (every centroid votes)"),
+    "k30": (["nnpm.k=30"], "k = 30"),
     "tau0.02": (["nnpm.temperature=0.02"], "temperature 0.02"),
     "tau0.2": (["nnpm.temperature=0.2"], "temperature 0.2"),
     "knn_slots": (KNN_LABELLING, "labelled by the k nearest slots, most confident 20-50%, head "
