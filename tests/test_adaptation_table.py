@@ -82,6 +82,25 @@ def test_a_column_measured_on_fewer_seeds_says_so_in_its_title():
     assert header == "| setting | source-only | NNPM (2 of 3 seeds) |"
 
 
+def test_a_render_can_keep_only_some_settings_and_columns():
+    runs = [raw(0, {"source": 0.30, "dann": 0.32, "nnpm": 0.40, "peer": 0.33}),
+            raw(1, {"source": 0.30, "dann": 0.32, "nnpm": 0.40, "peer": 0.33})]
+    pair = table.name_of(table.PAIRS[0])
+    runs[0]["ablations"] = {pair: {"single": [{"adapt_ua": 0.5, "unseen_ua": 0.5}]},
+                            table.name_of(table.LOLO[0]): {"single": [{"adapt_ua": 0.6}]}}
+    cut = table.restrict(table.merge(runs), [pair], ["source", "nnpm"])
+    assert list(cut["main"]) == [pair] and list(cut["pseudo_start"]) == [pair]
+    assert list(cut["main"][pair]) == ["source", "nnpm"]
+    assert list(cut["ablations"]) == [pair]
+    text = table.render(cut, ["cmd"], "table.yaml", None)
+    header = next(line for line in text.splitlines() if line.startswith("| setting |"))
+    assert header == "| setting | source-only | NNPM |"
+    assert "mean of the 3 LOLO" not in text
+    everything = table.restrict(table.merge(runs), [], None)
+    assert len(everything["main"]) == len(table.SETTINGS)
+    assert list(everything["main"][pair]) == ["source", "dann", "nnpm", "peer"]
+
+
 def test_the_configured_recipe_and_the_earlier_variants_resolve_as_documented():
     """NNPM as configured labels as the source-free mode does, at 3e-3; a variant of the
     earlier recipe resolves to that recipe plus its one change, whatever the file says now."""

@@ -424,6 +424,19 @@ def merge(parts: list[dict]) -> dict:
     return merged
 
 
+def restrict(results: dict, settings: list[str], systems: list[str] | None) -> dict:
+    """Merged raw numbers cut to the settings named (all if none) and, in the main table, to
+    `systems` (all if None); the ablations of the settings kept are kept. A part of a table can
+    then be rendered on its own, e.g. the 6 pairs over more seeds than the rest ran."""
+    keep = set(settings) or {name_of(s) for s in SETTINGS}
+    cut = {**results, "pseudo_start": {k: v for k, v in results.get("pseudo_start", {}).items()
+                                       if k in keep}}
+    cut["main"] = {k: {s: rows for s, rows in by.items() if systems is None or s in systems}
+                   for k, by in results["main"].items() if k in keep}
+    cut["ablations"] = {k: v for k, v in results.get("ablations", {}).items() if k in keep}
+    return cut
+
+
 def stat(values: list[float]) -> str:
     v = 100 * np.asarray(values)
     return f"{v.mean():.1f} ± {v.std():.1f}" if len(v) > 1 else f"{v.mean():.1f}"
@@ -597,9 +610,12 @@ def main() -> None:
                         help="raw numbers of this run (default: --out with .json)")
     parser.add_argument("--render", type=Path, nargs="+", metavar="RAW_JSON",
                         help="only render --out from the raw numbers of earlier runs")
-    parser.add_argument("--systems", nargs="+", default=DEFAULT_SYSTEMS, choices=COLUMNS)
+    parser.add_argument("--systems", nargs="+", default=None, choices=COLUMNS,
+                        help="the columns to run (default: all but dann_lr0.003); with "
+                        "--render, the columns to keep (default: every one measured)")
     parser.add_argument("--only", nargs="+", default=[], metavar="SETTING",
-                        help="run only these settings, e.g. emodb->urdu emodb+turev->urdu")
+                        help="run (with --render: keep) only these settings, e.g. "
+                        "emodb->urdu emodb+turev->urdu")
     parser.add_argument("--ablations", action="store_true",
                         help="also run the NNPM ablations on the 6 single-source pairs")
     parser.add_argument("--variants", nargs="+", default=[], choices=list(VARIANTS),
@@ -615,13 +631,14 @@ def main() -> None:
     commit = git_commit()  # before this run writes anything: the code it runs
     if args.render:
         parts = [json.loads(p.read_text()) for p in args.render]
-        results = merge(parts)
+        results = restrict(merge(parts), args.only, args.systems)
         seconds = sum(p.get("seconds", 0.0) for p in parts) or None
         commands = [PROGRAM + shlex.join(p.get("argv", [])) for p in parts]
         commands.append(PROGRAM + shlex.join(sys.argv[1:]))
         measured_at = list(dict.fromkeys(p["commit"] for p in parts if p.get("commit")))
         write_text_atomic(args.raw, json.dumps(results, indent=1))
     else:
+        args.systems = args.systems or DEFAULT_SYSTEMS
         started = time.perf_counter()
         results = run(args)
         seconds = time.perf_counter() - started
