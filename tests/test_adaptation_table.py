@@ -102,8 +102,9 @@ def test_a_render_can_keep_only_some_settings_and_columns():
 
 
 def test_the_configured_recipe_and_the_earlier_variants_resolve_as_documented():
-    """NNPM as configured labels as the source-free mode does, at 3e-3; a variant of the
-    earlier recipe resolves to that recipe plus its one change, whatever the file says now."""
+    """NNPM as configured labels as the source-free mode does, at 3e-3 and temperature 0.02; a
+    variant of the earlier recipe resolves to that recipe plus its one change, whatever the
+    file says now."""
     from edge_ser.config import load_config
     from train.adapt_config import AdaptConfig
 
@@ -116,8 +117,12 @@ def test_the_configured_recipe_and_the_earlier_variants_resolve_as_documented():
     assert earlier.optim.lr == 0.001 and earlier.nnpm.label_memory == "slots"
     assert earlier.nnpm.select_share == 0.2 and not earlier.nnpm.vote_views
     assert earlier.nnpm.classifier_lr == 0.0  # the one change, applied last
+    assert earlier.nnpm.temperature == 0.05 and now.nnpm.temperature == 0.02
     sf_like = load_config(AdaptConfig, config, table.EARLIER_VARIANTS["sf_like_lr0.003"][0])
-    assert sf_like == now
+    assert sf_like == dataclasses.replace(
+        now, nnpm=dataclasses.replace(now.nnpm, temperature=0.05))  # the recipe before 0.02
+    adopted = load_config(AdaptConfig, config, table.VARIANTS["tau0.02"][0])
+    assert adopted == now
 
 
 def test_source_cache_key_follows_the_training_configuration_and_clips():
