@@ -101,6 +101,21 @@ def test_a_render_can_keep_only_some_settings_and_columns():
     assert list(everything["main"][pair]) == ["source", "dann", "nnpm", "peer"]
 
 
+def test_a_render_keeps_the_ablation_rows_named_in_their_order():
+    cells = {"single": [{"adapt_ua": 0.5, "unseen_ua": 0.4}],
+             "k3": [{"adapt_ua": 0.6, "unseen_ua": 0.4}],
+             "k30": [{"adapt_ua": 0.7, "unseen_ua": 0.4}]}
+    part = raw(0, {"source": 0.30, "dann": 0.32})
+    part["ablations"] = {table.name_of(p): cells for p in table.PAIRS}
+    cut = table.restrict(table.merge([part]), [table.name_of(p) for p in table.PAIRS],
+                         None, ["k30", "single"])
+    text = table.render(cut, ["cmd"], "table.yaml", None)
+    rows = [line.split(" |")[0] for line in text.split("## NNPM ablations")[1].splitlines()
+            if line.startswith("| ") and not line.startswith("| variant")]
+    assert rows == ["| k = 30", "| single pseudo-label"]
+    assert "the first row is NNPM as configured" not in text  # no NNPM column here
+
+
 def test_the_configured_recipe_and_the_earlier_variants_resolve_as_documented():
     """NNPM as configured labels as the source-free mode does, at 3e-3 and temperature 0.02; a
     variant of the earlier recipe resolves to that recipe plus its one change, whatever the

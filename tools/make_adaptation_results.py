@@ -427,16 +427,21 @@ def merge(parts: list[dict]) -> dict:
     return merged
 
 
-def restrict(results: dict, settings: list[str], systems: list[str] | None) -> dict:
-    """Merged raw numbers cut to the settings named (all if none) and, in the main table, to
-    `systems` (all if None); the ablations of the settings kept are kept. A part of a table can
-    then be rendered on its own, e.g. the 6 pairs over more seeds than the rest ran."""
+def restrict(results: dict, settings: list[str], systems: list[str] | None,
+             variants: list[str] | None = None) -> dict:
+    """Merged raw numbers cut to the settings named (all if none), in the main table to
+    `systems` (all if None), and among the ablations to `variants` (all if None), which are
+    then rendered in that order. A part of a table can so be rendered on its own, e.g. the 6
+    pairs over more seeds than the rest ran."""
     keep = set(settings) or {name_of(s) for s in SETTINGS}
     cut = {**results, "pseudo_start": {k: v for k, v in results.get("pseudo_start", {}).items()
                                        if k in keep}}
     cut["main"] = {k: {s: rows for s, rows in by.items() if systems is None or s in systems}
                    for k, by in results["main"].items() if k in keep}
-    cut["ablations"] = {k: v for k, v in results.get("ablations", {}).items() if k in keep}
+    cut["ablations"] = {k: {v: rows for v, rows in by.items() if not variants or v in variants}
+                        for k, by in results.get("ablations", {}).items() if k in keep}
+    if variants:
+        cut["ablation_order"] = list(variants)
     return cut
 
 
@@ -572,11 +577,15 @@ def render(results: dict, commands: list[str], config_name: str, seconds: float 
     ablations = results.get("ablations") or {}
     if ablations:
         pairs = [p for p in PAIRS if name_of(p) in ablations]
-        lines += ["", "## NNPM ablations (target UA, adaptation set, the 6 pairs)", "",
-                  "Each row changes one setting of NNPM; the first row is NNPM as configured.",
+        intro = ("Each row changes one setting of NNPM; the first row is NNPM as configured."
+                 if "nnpm" in systems else "Each row is a variant of NNPM (`VARIANTS` in "
+                 "`tools/make_adaptation_results.py`), in the order the render named them.")
+        lines += ["", "## NNPM ablations (target UA, adaptation set, the 6 pairs)", "", intro,
                   "", "| variant | " + " | ".join(name_of(p) for p in pairs)
                   + " | mean | unseen speakers, mean |", "|---" * (len(pairs) + 3) + "|"]
-        rows = [("nnpm", "NNPM", main)] + [(n, d, ablations) for n, (_, d) in VARIANTS.items()]
+        order = results.get("ablation_order") or list(VARIANTS)
+        rows = [("nnpm", "NNPM", main)] + [(n, VARIANTS[n][1], ablations) for n in order
+                                            if n in VARIANTS]
         for key, title, table in rows:
             if not all(key in table.get(name_of(p), {}) for p in pairs):
                 continue
@@ -623,7 +632,8 @@ def main() -> None:
                         help="also run the NNPM ablations on the 6 single-source pairs")
     parser.add_argument("--variants", nargs="+", default=[], choices=list(VARIANTS),
                         metavar="ABLATION", help="run only these NNPM ablations, on every "
-                        "setting run (not only the pairs)")
+                        "setting run (not only the pairs); with --render, the ablation rows to "
+                        "keep, in this order")
     args = parser.parse_args()
     unknown = [s for s in args.only if s not in {name_of(x) for x in SETTINGS}]
     if unknown:
@@ -634,7 +644,7 @@ def main() -> None:
     commit = git_commit()  # before this run writes anything: the code it runs
     if args.render:
         parts = [json.loads(p.read_text()) for p in args.render]
-        results = restrict(merge(parts), args.only, args.systems)
+        results = restrict(merge(parts), args.only, args.systems, args.variants)
         seconds = sum(p.get("seconds", 0.0) for p in parts) or None
         commands = [PROGRAM + shlex.join(p.get("argv", [])) for p in parts]
         commands.append(PROGRAM + shlex.join(sys.argv[1:]))
