@@ -118,7 +118,8 @@ ABLATIONS = {  # one change to NNPM as configured: name -> (overrides, descripti
 """What --ablations runs on the 6 pairs (docs/nnpm.md)."""
 ADOPTED = {"tau0.02": (["nnpm.temperature=0.02"], "temperature 0.02")}
 """Ablations of an earlier default that became the default (the temperature, chosen over 5
-seeds: docs/adaptation_ablations.md); kept so that their runs render and their commands run."""
+seeds: docs/adaptation_ablations_temperature_0.05.md); kept so that their runs render and
+their commands run."""
 _EARLIER = {  # name -> (overrides on top of EARLIER_RECIPE, description)
     "all_labels": (["nnpm.select_share=1", "nnpm.select_share_end=1"],
                    "every pseudo-label (no confident selection)"),
