@@ -107,9 +107,11 @@ def test_a_render_keeps_the_ablation_rows_named_in_their_order():
              "k30": [{"adapt_ua": 0.7, "unseen_ua": 0.4}]}
     part = raw(0, {"source": 0.30, "dann": 0.32})
     part["ablations"] = {table.name_of(p): cells for p in table.PAIRS}
+    order = ["k30", "single"]
     cut = table.restrict(table.merge([part]), [table.name_of(p) for p in table.PAIRS],
-                         None, ["k30", "single"])
-    text = table.render(cut, ["cmd"], "table.yaml", None)
+                         None, order)
+    assert set(cut["ablations"][table.name_of(table.PAIRS[0])]) == {"k30", "single"}
+    text = table.render(cut, ["cmd"], "table.yaml", None, variants=order)
     rows = [line.split(" |")[0] for line in text.split("## NNPM ablations")[1].splitlines()
             if line.startswith("| ") and not line.startswith("| variant")]
     assert rows == ["| k = 30", "| single pseudo-label"]
@@ -138,6 +140,24 @@ def test_the_configured_recipe_and_the_earlier_variants_resolve_as_documented():
         now, nnpm=dataclasses.replace(now.nnpm, temperature=0.05))  # the recipe before 0.02
     adopted = load_config(AdaptConfig, config, table.VARIANTS["tau0.02"][0])
     assert adopted == now
+
+
+def test_an_experiment_configures_each_system_from_the_file_as_it_was_read(tmp_path):
+    """A system's configuration is the one read at the start plus its overrides, equal to
+    loading the file with them, and an edit of the file during a run does not reach it."""
+    from types import SimpleNamespace
+
+    from edge_ser.config import load_config
+    from train.adapt_config import AdaptConfig
+
+    config = tmp_path / "table.yaml"
+    config.write_text((table.ROOT / "configs/adapt/table.yaml").read_text())
+    overrides = table.EARLIER_VARIANTS["frozen_head"][0]
+    experiment = SimpleNamespace(base=load_config(AdaptConfig, config, ["optim.threads=1"]))
+    expected = load_config(AdaptConfig, config, ["optim.threads=1", *overrides, "optim.seed=3"])
+    assert table.Experiment.config(experiment, 3, overrides) == expected
+    config.write_text(config.read_text().replace("temperature: 0.02", "temperature: 0.5"))
+    assert table.Experiment.config(experiment, 3, []).nnpm.temperature == 0.02
 
 
 def test_source_cache_key_follows_the_training_configuration_and_clips():

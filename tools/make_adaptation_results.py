@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edge_ser.atomic_write import write_text_atomic  # noqa: E402
-from edge_ser.config import load_config  # noqa: E402
+from edge_ser.config import apply_overrides, from_dict, load_config, to_dict  # noqa: E402
 from edge_ser.metrics import score  # noqa: E402
 from export.config import MemoryBankConfig  # noqa: E402
 from export.memory_bank import build_memory_bank, clip_embeddings  # noqa: E402
@@ -233,8 +233,10 @@ class Experiment:
             log(f"{corpus}: {len(clips)} clips ready ({time.perf_counter() - started:.0f} s)")
 
     def config(self, seed: int, overrides: list[str]) -> AdaptConfig:
-        return load_config(AdaptConfig, self.args.config,
-                           self.args.set + overrides + [f"optim.seed={seed}"])
+        # on top of the configuration read at the start, so that a run measures one file
+        # even if it is edited while the run goes on
+        return from_dict(AdaptConfig, apply_overrides(to_dict(self.base),
+                                                      overrides + [f"optim.seed={seed}"]))
 
     def source_clips(self, sources: tuple[str, ...]):
         return [c for s in sources for c in labelled(self.clips[s], self.labels)]
@@ -431,9 +433,8 @@ def merge(parts: list[dict]) -> dict:
 def restrict(results: dict, settings: list[str], systems: list[str] | None,
              variants: list[str] | None = None) -> dict:
     """Merged raw numbers cut to the settings named (all if none), in the main table to
-    `systems` (all if None), and among the ablations to `variants` (all if None), which are
-    then rendered in that order. A part of a table can so be rendered on its own, e.g. the 6
-    pairs over more seeds than the rest ran."""
+    `systems` (all if None), and among the ablations to `variants` (all if None). A part of a
+    table can so be rendered on its own, e.g. the 6 pairs over more seeds than the rest ran."""
     keep = set(settings) or {name_of(s) for s in SETTINGS}
     cut = {**results, "pseudo_start": {k: v for k, v in results.get("pseudo_start", {}).items()
                                        if k in keep}}
@@ -441,8 +442,6 @@ def restrict(results: dict, settings: list[str], systems: list[str] | None,
                    for k, by in results["main"].items() if k in keep}
     cut["ablations"] = {k: {v: rows for v, rows in by.items() if not variants or v in variants}
                         for k, by in results.get("ablations", {}).items() if k in keep}
-    if variants:
-        cut["ablation_order"] = list(variants)
     return cut
 
 
@@ -481,8 +480,9 @@ def short_commit(commit: str) -> str:
 
 def render(results: dict, commands: list[str], config_name: str, seconds: float | None,
            confound: list[str] | None = None, measured_at: list[str] | None = None,
-           commit: str | None = None) -> str:
-    """The markdown table; `commit`: the code rendering it (default: this checkout's now)."""
+           commit: str | None = None, variants: list[str] | None = None) -> str:
+    """The markdown table; `commit`: the code rendering it (default: this checkout's now);
+    `variants`: the ablation rows in their order (default: every one measured, as `VARIANTS`)."""
     names = {**{k: d for k, (_, d) in SYSTEMS.items()}, **DERIVED}
     main = results["main"]
     settings = [s for s in SETTINGS if name_of(s) in main]
@@ -584,9 +584,8 @@ def render(results: dict, commands: list[str], config_name: str, seconds: float 
         lines += ["", "## NNPM ablations (target UA, adaptation set, the 6 pairs)", "", intro,
                   "", "| variant | " + " | ".join(name_of(p) for p in pairs)
                   + " | mean | unseen speakers, mean |", "|---" * (len(pairs) + 3) + "|"]
-        order = results.get("ablation_order") or list(VARIANTS)
-        rows = [("nnpm", "NNPM", main)] + [(n, VARIANTS[n][1], ablations) for n in order
-                                            if n in VARIANTS]
+        rows = [("nnpm", "NNPM", main)] + [(n, VARIANTS[n][1], ablations)
+                                            for n in variants or VARIANTS]
         for key, title, table in rows:
             if not all(key in table.get(name_of(p), {}) for p in pairs):
                 continue
@@ -663,7 +662,7 @@ def main() -> None:
     labels = load_config(AdaptConfig, args.config, args.set).source.labels
     confound = speaker_confound(args.data, labels) if (args.data / CORPORA[0]).is_dir() else None
     write_text_atomic(args.out, render(results, commands, args.config.name, seconds, confound,
-                                       measured_at, commit))
+                                       measured_at, commit, args.variants))
     print(f"wrote {args.out}")
 
 
