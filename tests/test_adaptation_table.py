@@ -142,6 +142,24 @@ def test_the_configured_recipe_and_the_earlier_variants_resolve_as_documented():
     assert adopted == now
 
 
+def test_each_candidate_is_one_change_to_nnpm_as_configured():
+    """A candidate differs from the NNPM column in the one NNPM setting its name says."""
+    from edge_ser.config import load_config, to_dict
+    from train.adapt_config import AdaptConfig
+
+    config = table.ROOT / "configs/adapt/table.yaml"
+    now = to_dict(load_config(AdaptConfig, config, table.SYSTEMS["nnpm"][0]))["nnpm"]
+    changed = {}
+    for name, (overrides, _) in table.CANDIDATES.items():
+        assert name in table.VARIANTS and not name.startswith("nnpm_sf")
+        cfg = to_dict(load_config(AdaptConfig, config, table.SYSTEMS["nnpm"][0] + overrides))
+        changed[name] = {k: v for k, v in cfg["nnpm"].items() if now[k] != v}
+    assert changed["centroids2"] == {"label_centroids": 2}
+    assert changed["tau0.03"] == {"temperature": 0.03}
+    assert changed["adversarial"] == {"adversarial_weight": 1.0}
+    assert all(len(c) == 1 for c in changed.values())
+
+
 def test_an_experiment_configures_each_system_from_the_file_as_it_was_read(tmp_path):
     """A system's configuration is the one read at the start plus its overrides, equal to
     loading the file with them, and an edit of the file during a run does not reach it."""
