@@ -149,6 +149,8 @@ def test_each_candidate_is_one_change_to_nnpm_as_configured():
 
     config = table.ROOT / "configs/adapt/table.yaml"
     now = to_dict(load_config(AdaptConfig, config, table.SYSTEMS["nnpm"][0]))["nnpm"]
+    others = set(table.ABLATIONS) | set(table.ADOPTED) | set(table.EARLIER_VARIANTS)
+    assert not set(table.CANDIDATES) & others  # a shared name would hide one of them
     changed = {}
     for name, (overrides, _) in table.CANDIDATES.items():
         assert name in table.VARIANTS and not name.startswith("nnpm_sf")
