@@ -142,24 +142,34 @@ def test_the_configured_recipe_and_the_earlier_variants_resolve_as_documented():
     assert adopted == now
 
 
-def test_each_candidate_is_one_change_to_nnpm_as_configured():
-    """A candidate differs from the NNPM column in the one NNPM setting its name says."""
+def test_each_candidate_is_one_change_to_nnpm_as_it_was_measured_against():
+    """A candidate differs from NNPM as configured before 2 centroids per class became the
+    default (`CANDIDATE_BASE`) in the one setting its name says; the adopted one and the
+    ablation back to 4 centroids are one change from NNPM as configured now."""
     from edge_ser.config import load_config, to_dict
     from train.adapt_config import AdaptConfig
 
     config = table.ROOT / "configs/adapt/table.yaml"
-    now = to_dict(load_config(AdaptConfig, config, table.SYSTEMS["nnpm"][0]))["nnpm"]
+    nnpm = table.SYSTEMS["nnpm"][0]
+    now = to_dict(load_config(AdaptConfig, config, nnpm))["nnpm"]
+    before = to_dict(load_config(AdaptConfig, config, nnpm + table.CANDIDATE_BASE))["nnpm"]
+    assert now["label_centroids"] == 2 and before["label_centroids"] == 4
     others = set(table.ABLATIONS) | set(table.ADOPTED) | set(table.EARLIER_VARIANTS)
     assert not set(table.CANDIDATES) & others  # a shared name would hide one of them
-    changed = {}
+
+    def changed(base, overrides):
+        cfg = to_dict(load_config(AdaptConfig, config, nnpm + overrides))["nnpm"]
+        return {k: v for k, v in cfg.items() if base[k] != v}
+
     for name, (overrides, _) in table.CANDIDATES.items():
         assert name in table.VARIANTS and not name.startswith("nnpm_sf")
-        cfg = to_dict(load_config(AdaptConfig, config, table.SYSTEMS["nnpm"][0] + overrides))
-        changed[name] = {k: v for k, v in cfg["nnpm"].items() if now[k] != v}
-    assert changed["centroids2"] == {"label_centroids": 2}
-    assert changed["tau0.03"] == {"temperature": 0.03}
-    assert changed["adversarial"] == {"adversarial_weight": 1.0}
-    assert all(len(c) == 1 for c in changed.values())
+        assert len(changed(before, overrides)) == 1, name
+    assert changed(before, table.CANDIDATES["centroids8"][0]) == {"label_centroids": 8}
+    assert changed(before, table.CANDIDATES["tau0.03"][0]) == {"temperature": 0.03}
+    assert changed(before, table.CANDIDATES["adversarial"][0]) == {"adversarial_weight": 1.0}
+    assert changed(before, table.ADOPTED["centroids2"][0]) == {"label_centroids": 2}
+    assert changed(now, table.ADOPTED["centroids2"][0]) == {}
+    assert changed(now, table.ABLATIONS["centroids4"][0]) == {"label_centroids": 4}
 
 
 def test_an_experiment_configures_each_system_from_the_file_as_it_was_read(tmp_path):
