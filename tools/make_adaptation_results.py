@@ -594,7 +594,8 @@ def render(results: dict, commands: list[str], config_name: str, seconds: float 
     ablations = results.get("ablations") or {}
     if ablations:
         pairs = [p for p in PAIRS if name_of(p) in ablations]
-        intro = ("Each row changes one setting of NNPM; the first row is NNPM as configured."
+        intro = ("Each row changes one setting of NNPM; the first row is NNPM as configured "
+                 "at the commits its runs were measured at (the header)."
                  if "nnpm" in systems else "Each row is a variant of NNPM (`VARIANTS` in "
                  "`tools/make_adaptation_results.py`), in the order the render named them.")
         lines += ["", "## NNPM ablations (target UA, adaptation set, the 6 pairs)", "", intro,
