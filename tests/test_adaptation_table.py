@@ -154,7 +154,8 @@ def test_each_candidate_is_one_change_to_nnpm_as_it_was_measured_against():
     now = to_dict(load_config(AdaptConfig, config, nnpm))["nnpm"]
     before = to_dict(load_config(AdaptConfig, config, nnpm + table.CANDIDATE_BASE))["nnpm"]
     assert now["label_centroids"] == 2 and before["label_centroids"] == 4
-    others = set(table.ABLATIONS) | set(table.ADOPTED) | set(table.EARLIER_VARIANTS)
+    others = (set(table.ABLATIONS) | set(table.MOOT) | set(table.ADOPTED)
+              | set(table.EARLIER_VARIANTS))
     assert not set(table.CANDIDATES) & others  # a shared name would hide one of them
 
     def changed(base, overrides):
@@ -170,6 +171,13 @@ def test_each_candidate_is_one_change_to_nnpm_as_it_was_measured_against():
     assert changed(before, table.ADOPTED["centroids2"][0]) == {"label_centroids": 2}
     assert changed(now, table.ADOPTED["centroids2"][0]) == {}
     assert changed(now, table.ABLATIONS["centroids4"][0]) == {"label_centroids": 4}
+    centroids = 4 * now["label_centroids"]  # 4 classes
+    assert now["label_memory"] == "centroids" and now["k"] >= centroids
+    for name, (overrides, _) in table.ABLATIONS.items():  # --ablations runs no copy of NNPM
+        full = load_config(AdaptConfig, config, nnpm + overrides)
+        assert full != load_config(AdaptConfig, config, nnpm), name
+        assert changed(now, overrides).get("k", 0) < centroids, name  # k >= 8 votes as 10
+    assert changed(now, table.MOOT["k30"][0]) == {"k": 30}  # 30 and 10 both take all 8
 
 
 def test_an_experiment_configures_each_system_from_the_file_as_it_was_read(tmp_path):
