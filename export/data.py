@@ -17,9 +17,9 @@ import numpy as np
 
 from edge_ser.audio import AudioError
 from edge_ser.trim import clip_log_mel
-from export.config import GateConfig
-from train.config import TrainConfig
-from train.corpus import Clip, CorpusError, labelled, read_corpus, speaker_split
+from edge_ser_export.config import GateConfig
+from edge_ser_train.config import TrainConfig
+from edge_ser_train.corpus import Clip, CorpusError, labelled, read_corpus, speaker_split
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

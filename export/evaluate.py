@@ -11,7 +11,7 @@ import numpy as np
 
 from edge_ser.metrics import score
 from edge_ser.scoring import WindowScorer, encode_clip, stats_pool
-from train.corpus import Clip
+from edge_ser_train.corpus import Clip
 
 HEADS = ("classifier", "memory", "fused")
 

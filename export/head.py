@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from train.model import EmotionModel
+from edge_ser_train.model import EmotionModel
 
 
 @torch.no_grad()

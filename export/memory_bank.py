@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from edge_ser import contract
-from export.config import MemoryBankConfig
-from train.model import EmotionModel
+from edge_ser_export.config import MemoryBankConfig
+from edge_ser_train.model import EmotionModel
 
 
 @torch.no_grad()

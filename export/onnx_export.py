@@ -21,8 +21,8 @@ from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from edge_ser import contract
-from export.errors import ExportError
-from export.onnx_metadata import contract_metadata, set_metadata
+from edge_ser_export.errors import ExportError
+from edge_ser_export.onnx_metadata import contract_metadata, set_metadata
 
 
 class _ChunkGraph(torch.nn.Module):

@@ -28,17 +28,17 @@ from edge_ser.backends.torch_backend import TorchBackend
 from edge_ser.config import to_dict
 from edge_ser.package import load_package, sha256_file, write_manifest
 from edge_ser.scoring import WindowScorer
-from export import evaluate, steps
-from export.config import ExportConfig
-from export.data import ExportData
-from export.errors import ExportError
-from export.graph_checks import check_deployable
-from export.head import head_parity
-from export.latency import onnxruntime_latency
-from export.memory_bank import save_memory_bank
-from export.parity import batch_consistency, stream_of_chunks, stream_parity
-from export.steps import FILES
-from train.trainer import load_checkpoint, predict_logits
+from edge_ser_export import evaluate, steps
+from edge_ser_export.config import ExportConfig
+from edge_ser_export.data import ExportData
+from edge_ser_export.errors import ExportError
+from edge_ser_export.graph_checks import check_deployable
+from edge_ser_export.head import head_parity
+from edge_ser_export.latency import onnxruntime_latency
+from edge_ser_export.memory_bank import save_memory_bank
+from edge_ser_export.parity import batch_consistency, stream_of_chunks, stream_parity
+from edge_ser_export.steps import FILES
+from edge_ser_train.trainer import load_checkpoint, predict_logits
 
 STAGES = 5
 
@@ -54,7 +54,7 @@ def _versions() -> dict:
 
 
 def _git_commit() -> str:
-    from train.run import git_commit
+    from edge_ser_train.run import git_commit
 
     return git_commit()
 

@@ -20,11 +20,11 @@ from edge_ser.package import (
     file_entry,
     write_manifest,
 )
-from export.config import ExportConfig
-from export.head import head_arrays, save_head
-from export.memory_bank import build_memory_bank, clip_embeddings, save_memory_bank
-from export.onnx_export import export_encoder, save_initial_state
-from export.quantize import batch_feeds, calibration_chunks, quantize_int8
+from edge_ser_export.config import ExportConfig
+from edge_ser_export.head import head_arrays, save_head
+from edge_ser_export.memory_bank import build_memory_bank, clip_embeddings, save_memory_bank
+from edge_ser_export.onnx_export import export_encoder, save_initial_state
+from edge_ser_export.quantize import batch_feeds, calibration_chunks, quantize_int8
 
 FILES = {"fp32": "encoder.onnx", "int8": "encoder.int8.onnx", "head": "head.npz",
          "memory_bank": "memory_bank.npz", "initial_state": "initial_state.npz",

@@ -17,12 +17,12 @@ import torch
 
 from edge_ser.metrics import score
 from edge_ser.scoring import WindowScorer
-from export.config import ExportConfig
-from export.data import ExportData
-from export.head import head_arrays
-from export.memory_bank import build_memory_bank, clip_embeddings
-from train.model import masked_stats_pool
-from train.trainer import load_checkpoint
+from edge_ser_export.config import ExportConfig
+from edge_ser_export.data import ExportData
+from edge_ser_export.head import head_arrays
+from edge_ser_export.memory_bank import build_memory_bank, clip_embeddings
+from edge_ser_train.model import masked_stats_pool
+from edge_ser_train.trainer import load_checkpoint
 
 CENTROIDS = (1, 2, 4, 8, 16)
 TEMPERATURES = (0.02, 0.05, 0.1, 0.2)

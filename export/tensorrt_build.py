@@ -37,10 +37,10 @@ from edge_ser.package import (
     state_shape,
     write_manifest,
 )
-from export.config import TensorRTConfig
-from export.errors import ExportError
-from export.fp16 import to_fp16
-from export.parity import batch_consistency, random_feats, stream_parity
+from edge_ser_export.config import TensorRTConfig
+from edge_ser_export.errors import ExportError
+from edge_ser_export.fp16 import to_fp16
+from edge_ser_export.parity import batch_consistency, random_feats, stream_parity
 
 PRECISIONS = ("int8", "fp16")
 PROFILES = ("stream", "batch")

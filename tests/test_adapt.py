@@ -17,7 +17,7 @@ from edge_ser.contract import SAMPLE_RATE_HZ
 from edge_ser.events import SegmentResult
 from edge_ser.package import load_package
 from edge_ser.recognizer import Recognizer
-from train.adapt import (
+from edge_ser_train.adapt import (
     AdaptData,
     adapt,
     embed_all,
@@ -25,12 +25,12 @@ from train.adapt import (
     predict,
     reestimate_bn_statistics,
 )
-from train.adapt_config import AdaptConfig, TargetConfig
-from train.config import AugmentConfig, ModelConfig, TrainConfig
-from train.memory import SourceMemory
-from train.model import EmotionModel
-from train.target_audio import TargetAudioError, read_target
-from train.trainer import TrainResult, load_checkpoint, save_checkpoint
+from edge_ser_train.adapt_config import AdaptConfig, TargetConfig
+from edge_ser_train.config import AugmentConfig, ModelConfig, TrainConfig
+from edge_ser_train.memory import SourceMemory
+from edge_ser_train.model import EmotionModel
+from edge_ser_train.target_audio import TargetAudioError, read_target
+from edge_ser_train.trainer import TrainResult, load_checkpoint, save_checkpoint
 
 LABELS = ("a", "b", "c", "d")
 TINY = ["model.channels=16", "model.dilations=[1, 2]", "model.embedding_dim=16",
@@ -313,7 +313,7 @@ def test_adapt_command_refuses_bad_input_with_one_line(tmp_path, capsys):
 def test_adapt_command_with_source_corpora_runs_full_nnpm(tmp_path):
     from test_training import make_toy_corpus
 
-    from train.config import DataConfig
+    from edge_ser_train.config import DataConfig
 
     make_toy_corpus(tmp_path / "toy", n_speakers=2, per_class=4)
     write_recordings(tmp_path / "calls", n_files=3)

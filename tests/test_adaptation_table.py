@@ -123,7 +123,7 @@ def test_the_configured_recipe_and_the_earlier_variants_resolve_as_documented():
     variant of the earlier recipe resolves to that recipe plus its one change, whatever the
     file says now."""
     from edge_ser.config import load_config
-    from train.adapt_config import AdaptConfig
+    from edge_ser_train.adapt_config import AdaptConfig
 
     config = table.ROOT / "configs/adapt/table.yaml"
     now = load_config(AdaptConfig, config, table.SYSTEMS["nnpm"][0])
@@ -147,7 +147,7 @@ def test_each_candidate_is_one_change_to_nnpm_as_it_was_measured_against():
     default (`CANDIDATE_BASE`) in the one setting its name says; the adopted one and the
     ablation back to 4 centroids are one change from NNPM as configured now."""
     from edge_ser.config import load_config, to_dict
-    from train.adapt_config import AdaptConfig
+    from edge_ser_train.adapt_config import AdaptConfig
 
     config = table.ROOT / "configs/adapt/table.yaml"
     nnpm = table.SYSTEMS["nnpm"][0]
@@ -186,7 +186,7 @@ def test_an_experiment_configures_each_system_from_the_file_as_it_was_read(tmp_p
     from types import SimpleNamespace
 
     from edge_ser.config import load_config
-    from train.adapt_config import AdaptConfig
+    from edge_ser_train.adapt_config import AdaptConfig
 
     config = tmp_path / "table.yaml"
     config.write_text((table.ROOT / "configs/adapt/table.yaml").read_text())
@@ -202,7 +202,7 @@ def test_source_cache_key_follows_the_training_configuration_and_clips():
     from types import SimpleNamespace
 
     from edge_ser.config import load_config
-    from train.adapt_config import AdaptConfig
+    from edge_ser_train.adapt_config import AdaptConfig
 
     clips = [SimpleNamespace(corpus="emodb", path=Path("a.wav"), label="sad")]
     base = load_config(AdaptConfig, None, table.SOURCE_TRAINING + ["optim.seed=0"])
@@ -234,11 +234,11 @@ def test_confusion_counts_reference_rows_and_predicted_columns():
 def test_package_scores_classifier_way_is_the_tables_prediction_and_fusion_follows_the_bank():
     import adaptation_package_scores as package_scores
 
-    from export.config import ExportConfig
-    from export.memory_bank import build_memory_bank, clip_embeddings
-    from export.sweep import pooled_whole_clips
-    from train.adapt import predict, reestimate_bn_statistics
-    from train.model import EmotionModel, ModelConfig
+    from edge_ser_export.config import ExportConfig
+    from edge_ser_export.memory_bank import build_memory_bank, clip_embeddings
+    from edge_ser_export.sweep import pooled_whole_clips
+    from edge_ser_train.adapt import predict, reestimate_bn_statistics
+    from edge_ser_train.model import EmotionModel, ModelConfig
 
     torch.manual_seed(0)
     model = EmotionModel(ModelConfig(channels=8, dilations=(1,), embedding_dim=8), 64, 4).eval()

@@ -16,7 +16,7 @@ from edge_ser.backends.tensorrt_backend import (
     version_tuple,
 )
 from edge_ser.package import file_entry, load_package
-from export.parity import batch_consistency, random_feats, stream_parity
+from edge_ser_export.parity import batch_consistency, random_feats, stream_parity
 
 
 def test_unknown_backend_is_refused(small_package):  # noqa: F811
@@ -151,8 +151,8 @@ def tensorrt_gpu():
 @pytest.mark.parametrize("precision", ["int8", "fp16"])
 def test_tensorrt_engine_builds_and_matches_onnxruntime(
         tensorrt_gpu, small_package, tmp_path, precision):  # noqa: F811
-    from export.config import ExportConfig
-    from export.tensorrt_build import export_trt
+    from edge_ser_export.config import ExportConfig
+    from edge_ser_export.tensorrt_build import export_trt
 
     root = tmp_path / "pkg"
     shutil.copytree(small_package[1].root, root)

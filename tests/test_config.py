@@ -1,7 +1,7 @@
 import pytest
 
 from edge_ser.config import ConfigError, apply_overrides, load_config, save_resolved
-from train.config import TrainConfig
+from edge_ser_train.config import TrainConfig
 
 
 def test_defaults_load_and_overrides_apply():
@@ -62,8 +62,8 @@ def test_shipped_configs_are_valid():
     from pathlib import Path
 
     from edge_ser.runtime_config import RuntimeConfig
-    from export.config import ExportConfig
-    from train.adapt_config import AdaptConfig
+    from edge_ser_export.config import ExportConfig
+    from edge_ser_train.adapt_config import AdaptConfig
 
     # each folder of configs/ holds the YAML of one config class
     classes = {"train": TrainConfig, "runtime": RuntimeConfig, "export": ExportConfig,

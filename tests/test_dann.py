@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from train.dann import LanguageClassifier, dann_lambda, grad_reverse, language_loss
+from edge_ser_train.dann import LanguageClassifier, dann_lambda, grad_reverse, language_loss
 
 
 def test_gradient_reversal_is_identity_forward_and_flips_and_scales_the_gradient():

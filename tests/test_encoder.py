@@ -5,9 +5,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_ser.config import load_config
-from train.config import TrainConfig
-from train.encoder import count_macs_per_second
-from train.model import EmotionModel, count_parameters
+from edge_ser_train.config import TrainConfig
+from edge_ser_train.encoder import count_macs_per_second
+from edge_ser_train.model import EmotionModel, count_parameters
 
 TOLERANCE = 1e-5  # float32 conv sums in a different order (chunked vs whole): ~1e-6 seen
 

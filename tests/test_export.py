@@ -15,14 +15,14 @@ from edge_ser.backends.torch_backend import TorchBackend
 from edge_ser.config import load_config
 from edge_ser.package import load_package
 from edge_ser.scoring import WindowScorer, encode_clip, stats_pool
-from export import steps
-from export.config import ExportConfig
-from export.fp16 import to_fp16
-from export.graph_checks import GraphCheckError, check_deployable, check_io_shapes, check_qdq
-from export.parity import random_feats, stream_parity
-from export.tensorrt_build import PROFILES, profile_shapes, trtexec_command
-from train.config import TrainConfig
-from train.model import EmotionModel
+from edge_ser_export import steps
+from edge_ser_export.config import ExportConfig
+from edge_ser_export.fp16 import to_fp16
+from edge_ser_export.graph_checks import GraphCheckError, check_deployable, check_io_shapes, check_qdq
+from edge_ser_export.parity import random_feats, stream_parity
+from edge_ser_export.tensorrt_build import PROFILES, profile_shapes, trtexec_command
+from edge_ser_train.config import TrainConfig
+from edge_ser_train.model import EmotionModel
 
 LABELS = ("angry", "happy", "neutral", "sad")
 FP32_TOLERANCE = 1e-4  # float32 sums in another order; ~1e-5 seen over hundreds of chunks
@@ -212,7 +212,7 @@ def test_fp16_graph_keeps_float32_io_and_the_numbers(small_package):
 
 
 def test_calibration_batch_count_never_leaves_the_last_merge_empty():
-    from export.quantize import MERGE_EVERY, _avoid_empty_last_merge
+    from edge_ser_export.quantize import MERGE_EVERY, _avoid_empty_last_merge
 
     batches = [{"feats": np.full((1, 2), i, dtype=np.float32)} for i in range(2 * MERGE_EVERY)]
     joined = _avoid_empty_last_merge(batches)

@@ -10,10 +10,10 @@ from test_export import LABELS, export_config, small_model
 from edge_ser.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edge_ser.package import load_package
 from edge_ser.scoring import WindowScorer
-from export import evaluate, steps
-from export.evaluate import QuantizationGateError, accuracy_gate
-from export.memory_bank import clip_embeddings
-from export.parity import random_feats
+from edge_ser_export import evaluate, steps
+from edge_ser_export.evaluate import QuantizationGateError, accuracy_gate
+from edge_ser_export.memory_bank import clip_embeddings
+from edge_ser_export.parity import random_feats
 
 
 def report(ua_classifier: float, ua_fused: float) -> dict:

@@ -261,7 +261,7 @@ def test_log_mel_matches_torch_front_end() -> None:
     pytest.importorskip("torchaudio")
     import torch
 
-    from train.frontend import LogMel
+    from edge_ser_train.frontend import LogMel
 
     with torch.no_grad():
         reference = LogMel()(torch.from_numpy(SIGNAL)).numpy()
@@ -274,7 +274,7 @@ def test_torch_front_end_shapes() -> None:
     pytest.importorskip("torchaudio")
     import torch
 
-    from train.frontend import LogMel
+    from edge_ser_train.frontend import LogMel
 
     front_end = LogMel()
     batch = torch.from_numpy(np.stack([SIGNAL[:16_000], SIGNAL[16_000:32_000]]))

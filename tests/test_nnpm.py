@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from train import nnpm
-from train.memory import SourceMemory
+from edge_ser_train import nnpm
+from edge_ser_train.memory import SourceMemory
 
 
 def unit(*rows) -> torch.Tensor:

@@ -12,7 +12,7 @@ from test_adapt import LABELS, config, target_accuracy, two_domains
 from torch import nn
 
 from edge_ser.config import ConfigError, load_config
-from train.adapt import (
+from edge_ser_train.adapt import (
     AdaptData,
     adapt,
     adaptation_param_groups,
@@ -21,9 +21,9 @@ from train.adapt import (
     target_pseudo_labels,
     teacher_memory,
 )
-from train.adapt_config import AdaptConfig
-from train.memory import SourceMemory
-from train.model import EmotionModel
+from edge_ser_train.adapt_config import AdaptConfig
+from edge_ser_train.memory import SourceMemory
+from edge_ser_train.model import EmotionModel
 
 
 def tiny_model() -> EmotionModel:

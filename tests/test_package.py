@@ -20,7 +20,7 @@ from edge_ser.package import (
 )
 from edge_ser.scoring import WindowScorer, encode_clip, stats_pool
 from edge_ser.trim import clip_log_mel
-from train.corpus import labelled, read_corpus, speaker_split
+from edge_ser_train.corpus import labelled, read_corpus, speaker_split
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from edge_ser.contract import DEFAULT_LABELS
-from train import peer_egemaps
-from train.corpus import labelled, read_corpus, speaker_split
-from train.peer_egemaps import (
+from edge_ser_train import peer_egemaps
+from edge_ser_train.corpus import labelled, read_corpus, speaker_split
+from edge_ser_train.peer_egemaps import (
     N_FEATURES,
     EgemapsPeer,
     PeerError,

@@ -9,9 +9,9 @@ from test_export import LABELS, small_model
 
 from edge_ser.backends.torch_backend import TorchBackend
 from edge_ser.scoring import WindowScorer, encode_clip, stats_pool
-from export.head import head_arrays
-from export.parity import random_feats
-from train.model import masked_stats_pool
+from edge_ser_export.head import head_arrays
+from edge_ser_export.parity import random_feats
+from edge_ser_train.model import masked_stats_pool
 
 
 @settings(max_examples=25, deadline=None)

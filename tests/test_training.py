@@ -8,10 +8,10 @@ import soundfile as sf
 import torch
 
 from edge_ser.config import load_config
-from train.config import TrainConfig
-from train.corpus import labelled, read_corpus, speaker_split
-from train.evaluate import score_model
-from train.trainer import balanced_weights, get_lr, load_checkpoint, save_checkpoint, train
+from edge_ser_train.config import TrainConfig
+from edge_ser_train.corpus import labelled, read_corpus, speaker_split
+from edge_ser_train.evaluate import score_model
+from edge_ser_train.trainer import balanced_weights, get_lr, load_checkpoint, save_checkpoint, train
 
 COLUMNS = ["file", "corpus", "language", "speaker", "gender", "emotion", "emotion4", "text",
            "sample_rate", "channels", "duration_s"]
@@ -89,7 +89,7 @@ def test_lr_schedule_warms_up_then_decays():
 
 
 def test_balanced_weights_equalise_corpora_and_classes(tmp_path):
-    from train.corpus import Clip
+    from edge_ser_train.corpus import Clip
 
     def clip(corpus, label):
         return Clip(tmp_path, corpus, "xx", f"{corpus}:s", "", label, 1.0)
@@ -107,7 +107,7 @@ def test_balanced_weights_equalise_corpora_and_classes(tmp_path):
 def test_git_commit_marks_uncommitted_changes_and_knows_no_checkout(tmp_path):
     import subprocess
 
-    from train.run import UNCOMMITTED, git_commit
+    from edge_ser_train.run import UNCOMMITTED, git_commit
 
     assert git_commit(tmp_path) == "unknown"  # not a checkout
     repo = tmp_path / "repo"

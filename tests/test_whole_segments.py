@@ -147,7 +147,7 @@ def test_a_graph_that_differs_from_the_chunks_is_not_used(package, monkeypatch):
 def test_the_torch_encoder_runs_whole_segments_like_its_chunks():
     torch = pytest.importorskip("torch")
     from edge_ser.backends.torch_backend import TorchBackend
-    from train.encoder import TCNEncoder
+    from edge_ser_train.encoder import TCNEncoder
 
     torch.manual_seed(0)
     encoder = TCNEncoder(n_mels=N_MELS, channels=16, kernel=3, dilations=(1, 2), dropout=0.0,

@@ -35,8 +35,8 @@ from make_adaptation_results import (  # noqa: E402
     name_of,
 )
 
-from train.adapt import predict  # noqa: E402
-from train.corpus import labelled  # noqa: E402
+from edge_ser_train.adapt import predict  # noqa: E402
+from edge_ser_train.corpus import labelled  # noqa: E402
 
 CONFUSION_SYSTEMS = ("source", "source_bn", "dann", "nnpm")
 

@@ -44,11 +44,11 @@ from edge_ser.atomic_write import write_text_atomic  # noqa: E402
 from edge_ser.config import load_config  # noqa: E402
 from edge_ser.metrics import score  # noqa: E402
 from edge_ser.scoring import WindowScorer  # noqa: E402
-from export.config import ExportConfig  # noqa: E402
-from export.evaluate import HEADS, head_predictions  # noqa: E402
-from export.head import head_arrays  # noqa: E402
-from export.sweep import pooled_whole_clips  # noqa: E402
-from train.corpus import labelled  # noqa: E402
+from edge_ser_export.config import ExportConfig  # noqa: E402
+from edge_ser_export.evaluate import HEADS, head_predictions  # noqa: E402
+from edge_ser_export.head import head_arrays  # noqa: E402
+from edge_ser_export.sweep import pooled_whole_clips  # noqa: E402
+from edge_ser_train.corpus import labelled  # noqa: E402
 
 PACKAGE_SYSTEMS = ("source", "source_bn", "dann", "nnpm", "nnpm_sf")
 

@@ -35,8 +35,8 @@ def main() -> None:
 
     import onnxruntime as ort
 
-    from export.onnx_export import export_encoder
-    from train.trainer import load_checkpoint
+    from edge_ser_export.onnx_export import export_encoder
+    from edge_ser_train.trainer import load_checkpoint
 
     model, _, payload = load_checkpoint(args.checkpoint)
     sessions = {}

@@ -37,10 +37,10 @@ from make_adaptation_results import (  # noqa: E402
 )
 
 from edge_ser.config import load_config  # noqa: E402
-from train import nnpm  # noqa: E402
-from train.adapt import embed_domain, target_pseudo_labels  # noqa: E402
-from train.adapt_config import AdaptConfig  # noqa: E402
-from train.memory import SourceMemory  # noqa: E402
+from edge_ser_train import nnpm  # noqa: E402
+from edge_ser_train.adapt import embed_domain, target_pseudo_labels  # noqa: E402
+from edge_ser_train.adapt_config import AdaptConfig  # noqa: E402
+from edge_ser_train.memory import SourceMemory  # noqa: E402
 
 LABELLINGS = {  # name -> (config overrides, vote over the augmented views)
     "knn": (KNN_LABELLING, False),

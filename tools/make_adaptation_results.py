@@ -43,9 +43,9 @@ sys.path.insert(0, str(ROOT))
 from edge_ser.atomic_write import write_text_atomic  # noqa: E402
 from edge_ser.config import apply_overrides, from_dict, load_config, to_dict  # noqa: E402
 from edge_ser.metrics import score  # noqa: E402
-from export.config import MemoryBankConfig  # noqa: E402
-from export.memory_bank import build_memory_bank, clip_embeddings  # noqa: E402
-from train.adapt import (  # noqa: E402
+from edge_ser_export.config import MemoryBankConfig  # noqa: E402
+from edge_ser_export.memory_bank import build_memory_bank, clip_embeddings  # noqa: E402
+from edge_ser_train.adapt import (  # noqa: E402
     AdaptData,
     adapt,
     embed_domain,
@@ -53,11 +53,11 @@ from train.adapt import (  # noqa: E402
     reestimate_bn_statistics,
     target_pseudo_labels,
 )
-from train.adapt_config import AdaptConfig  # noqa: E402
-from train.corpus import labelled, read_corpus, speaker_split  # noqa: E402
-from train.memory import SourceMemory  # noqa: E402
-from train.run import UNCOMMITTED, git_commit  # noqa: E402
-from train.views import load_views  # noqa: E402
+from edge_ser_train.adapt_config import AdaptConfig  # noqa: E402
+from edge_ser_train.corpus import labelled, read_corpus, speaker_split  # noqa: E402
+from edge_ser_train.memory import SourceMemory  # noqa: E402
+from edge_ser_train.run import UNCOMMITTED, git_commit  # noqa: E402
+from edge_ser_train.views import load_views  # noqa: E402
 
 CORPORA = ("emodb", "urdu", "turev")
 PAIRS = tuple(((s,), t) for s in CORPORA for t in CORPORA if s != t)
@@ -378,7 +378,7 @@ class Experiment:
         return result
 
     def peer(self, source_clips, scored: dict) -> dict[str, float]:
-        from train.peer_egemaps import evaluate_peer
+        from edge_ser_train.peer_egemaps import evaluate_peer
 
         cache = Path(self.base.source.cache_dir).parent / "egemaps"
         result = {}

@@ -24,11 +24,11 @@ sys.path.insert(0, str(ROOT))
 
 from edge_ser.atomic_write import write_text_atomic  # noqa: E402
 from edge_ser.config import load_config  # noqa: E402
-from train.config import TrainConfig  # noqa: E402
-from train.corpus import labelled, read_corpus, speaker_split  # noqa: E402
-from train.evaluate import clip_features, score_model  # noqa: E402
-from train.run import git_commit  # noqa: E402
-from train.trainer import train  # noqa: E402
+from edge_ser_train.config import TrainConfig  # noqa: E402
+from edge_ser_train.corpus import labelled, read_corpus, speaker_split  # noqa: E402
+from edge_ser_train.evaluate import clip_features, score_model  # noqa: E402
+from edge_ser_train.run import git_commit  # noqa: E402
+from edge_ser_train.trainer import edge_ser_train  # noqa: E402
 
 CORPORA = ("emodb", "urdu", "turev")
 
@@ -68,7 +68,7 @@ class Experiment:
         return out
 
     def peer(self, cfg: TrainConfig, train_clips, tests: dict[str, list]) -> dict[str, float]:
-        from train.peer_egemaps import evaluate_peer
+        from edge_ser_train.peer_egemaps import evaluate_peer
 
         cache = Path(cfg.data.cache_dir).parent / "egemaps"
         out = {name: evaluate_peer(train_clips, clips, cfg.data.labels, cache).ua

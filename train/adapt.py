@@ -27,13 +27,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from edge_ser import contract
-from train import nnpm
-from train.adapt_config import AdaptConfig, NNPMConfig
-from train.corpus import Clip
-from train.dann import LanguageClassifier, dann_lambda, language_loss
-from train.memory import SourceMemory
-from train.model import EmotionModel
-from train.trainer import balanced_weights, get_lr, make_batch
+from edge_ser_train import nnpm
+from edge_ser_train.adapt_config import AdaptConfig, NNPMConfig
+from edge_ser_train.corpus import Clip
+from edge_ser_train.dann import LanguageClassifier, dann_lambda, language_loss
+from edge_ser_train.memory import SourceMemory
+from edge_ser_train.model import EmotionModel
+from edge_ser_train.trainer import balanced_weights, get_lr, make_batch
 
 
 @dataclass

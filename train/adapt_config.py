@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from edge_ser.config import ConfigError, section, setting
 from edge_ser.contract import DEFAULT_LABELS
-from train.config import AugmentConfig, ModelConfig, OptimConfig
+from edge_ser_train.config import AugmentConfig, ModelConfig, OptimConfig
 
 METHODS = ("source", "dann", "nnpm")
 """source: labelled source data only; dann: + a language classifier behind gradient reversal;

@@ -27,17 +27,17 @@ import torch
 
 from edge_ser.atomic_write import write_text_atomic
 from edge_ser.config import load_config, save_resolved, to_dict
-from export.adapted_data import AdaptedExportData, FeatureItem
-from export.config import ExportConfig
-from train.adapt import AdaptData, AdaptResult, adapt, predict
-from train.adapt_config import AdaptConfig
-from train.config import TrainConfig
-from train.corpus import CorpusError, describe, labelled, read_corpus
-from train.memory import SourceMemory
-from train.model import EmotionModel
-from train.target_audio import read_target
-from train.trainer import TrainResult, load_checkpoint, save_checkpoint
-from train.views import load_views
+from edge_ser_export.adapted_data import AdaptedExportData, FeatureItem
+from edge_ser_export.config import ExportConfig
+from edge_ser_train.adapt import AdaptData, AdaptResult, adapt, predict
+from edge_ser_train.adapt_config import AdaptConfig
+from edge_ser_train.config import TrainConfig
+from edge_ser_train.corpus import CorpusError, describe, labelled, read_corpus
+from edge_ser_train.memory import SourceMemory
+from edge_ser_train.model import EmotionModel
+from edge_ser_train.target_audio import read_target
+from edge_ser_train.trainer import TrainResult, load_checkpoint, save_checkpoint
+from edge_ser_train.views import load_views
 
 BANK_KEYS = ("centroids", "centroid_labels", "temperature", "top_k")
 EXPORT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "export" / "default.yaml"
@@ -205,7 +205,7 @@ def _record(cfg: AdaptConfig, start: StartModel, target_audio, source_record: di
             result: AdaptResult, started: float) -> dict:
     predictions = predict(result.model, [v[0] for v in target_audio.views])
     counts = np.bincount(predictions, minlength=len(start.labels))
-    from train.run import git_commit
+    from edge_ser_train.run import git_commit
 
     return {
         "created_utc": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
@@ -225,7 +225,7 @@ def _write(out: Path, cfg: AdaptConfig, export_cfg: ExportConfig, start: StartMo
     """The adapted checkpoint, exported into the package `out` (replacing what was there)."""
     import dataclasses
 
-    from export.package_builder import build_package
+    from edge_ser_export.package_builder import build_package
 
     train_cfg = start.train_config
     if sources:

@@ -12,7 +12,7 @@ from scipy import signal
 
 from edge_ser.audio import resample
 from edge_ser.contract import SAMPLE_RATE_HZ
-from train.config import AugmentConfig
+from edge_ser_train.config import AugmentConfig
 
 TELEPHONE_RATE_HZ = 8_000
 TELEPHONE_BAND_HZ = (300.0, 3_400.0)

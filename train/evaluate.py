@@ -9,9 +9,9 @@ import numpy as np
 from edge_ser.audio import AudioError
 from edge_ser.metrics import Scores, score
 from edge_ser.trim import clip_log_mel
-from train.corpus import Clip, CorpusError, labelled, read_corpus
-from train.model import EmotionModel
-from train.trainer import predict_logits
+from edge_ser_train.corpus import Clip, CorpusError, labelled, read_corpus
+from edge_ser_train.model import EmotionModel
+from edge_ser_train.trainer import predict_logits
 
 
 def clip_features(clips: list[Clip], log=print) -> tuple[list[np.ndarray], list[Clip]]:

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from train.config import ModelConfig
-from train.encoder import GRUEncoder, TCNEncoder
+from edge_ser_train.config import ModelConfig
+from edge_ser_train.encoder import GRUEncoder, TCNEncoder
 
 
 def build_encoder(cfg: ModelConfig, n_mels: int) -> nn.Module:

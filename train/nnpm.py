@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from train.memory import SourceMemory
+from edge_ser_train.memory import SourceMemory
 
 
 def class_log_probs(sims: torch.Tensor, slot_labels: torch.Tensor, n_classes: int,

@@ -11,7 +11,7 @@ functions here, never by `edge_ser`.
 Speaker normalisation is deliberately not used: the runtime meets one unknown speaker at a time and
 has no statistics of that speaker to normalise with, so the peer is scored under the same condition.
 
-    python -m train.peer_egemaps --data /path/to/data --cache .cache/egemaps
+    python -m edge_ser_train.peer_egemaps --data /path/to/data --cache .cache/egemaps
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from edge_ser.atomic_write import write_bytes_atomic
 from edge_ser.audio import AudioError, load_mono_16k
 from edge_ser.contract import DEFAULT_LABELS, SAMPLE_RATE_HZ
 from edge_ser.metrics import Scores, score
-from train.corpus import Clip, labelled, read_corpus, speaker_split
+from edge_ser_train.corpus import Clip, labelled, read_corpus, speaker_split
 
 FEATURE_SET = "eGeMAPSv02"
 N_FEATURES = 88
@@ -43,7 +43,7 @@ The training sets are small (a few hundred to ~1,500 clips, 6 to 29 speakers) ag
 correlated functionals, so the fit is regularised about ten times more than scikit-learn's default:
 the peer should learn broad acoustic cues (loudness, pitch level and range, spectral slope), not
 the voices of the few training speakers. A second speaker-independent split inside each training
-partition (`python -m train.peer_egemaps --c-sweep`, test speakers unused) puts C = 0.1 within
+partition (`python -m edge_ser_train.peer_egemaps --c-sweep`, test speakers unused) puts C = 0.1 within
 about 2.5 points of UA of the best value per corpus (emodb, urdu, turev) over C = 0.003 to 3;
 UA falls off below C = 0.03 and, on the smaller corpora, above C = 0.3.
 """
@@ -271,7 +271,7 @@ def _c_sweep(data: Path, cache: Path, corpora: list[str], seeds: list[int]) -> N
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m train.peer_egemaps",
+        prog="python -m edge_ser_train.peer_egemaps",
         description="Measure the eGeMAPS + logistic-regression peer: in-domain speaker-independent "
                     "UA per corpus and the cross-corpus UA matrix.")
     parser.add_argument("--data", type=Path, required=True,

@@ -10,12 +10,12 @@ from pathlib import Path
 from edge_ser.atomic_write import write_text_atomic
 from edge_ser.config import save_resolved
 from edge_ser.metrics import Scores, format_scores
-from train.config import TrainConfig
-from train.corpus import Clip, describe, labelled, read_corpus, speaker_split
-from train.encoder import count_macs_per_second
-from train.evaluate import clip_features, score_model
-from train.model import count_parameters
-from train.trainer import save_checkpoint, train
+from edge_ser_train.config import TrainConfig
+from edge_ser_train.corpus import Clip, describe, labelled, read_corpus, speaker_split
+from edge_ser_train.encoder import count_macs_per_second
+from edge_ser_train.evaluate import clip_features, score_model
+from edge_ser_train.model import count_parameters
+from edge_ser_train.trainer import save_checkpoint, train
 
 
 def load_clips(cfg: TrainConfig) -> list[Clip]:

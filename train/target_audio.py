@@ -21,9 +21,9 @@ from edge_ser.audio import AudioError, load_mono_16k
 from edge_ser.contract import FRAMES_PER_S, HOP_SAMPLES, SAMPLE_RATE_HZ, WINDOW_SAMPLES
 from edge_ser.features import log_mel
 from edge_ser.runtime_config import VadConfig
-from train.adapt_config import TargetConfig
-from train.augment import augment
-from train.config import AugmentConfig
+from edge_ser_train.adapt_config import TargetConfig
+from edge_ser_train.augment import augment
+from edge_ser_train.config import AugmentConfig
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".aifc",
                   ".au", ".snd", ".caf", ".w64", ".rf64", ".wv", ".sd2", ".voc")

@@ -20,10 +20,10 @@ from torch.nn import functional as F
 
 from edge_ser import contract
 from edge_ser.config import to_dict
-from train.config import TrainConfig
-from train.corpus import Clip
-from train.model import EmotionModel
-from train.views import load_views
+from edge_ser_train.config import TrainConfig
+from edge_ser_train.corpus import Clip
+from edge_ser_train.model import EmotionModel
+from edge_ser_train.views import load_views
 
 CHECKPOINT_FORMAT = 1
 

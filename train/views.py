@@ -22,9 +22,9 @@ from edge_ser import contract
 from edge_ser.audio import load_mono_16k
 from edge_ser.features import log_mel
 from edge_ser.trim import TRIM_PAD_MS, TRIM_THRESHOLD_DB, trim_silence
-from train.augment import augment
-from train.config import AugmentConfig
-from train.corpus import Clip
+from edge_ser_train.augment import augment
+from edge_ser_train.config import AugmentConfig
+from edge_ser_train.corpus import Clip
 
 VIEWS_FORMAT = 1
 

@@ -31,7 +31,7 @@ class TorchBackend:
     @classmethod
     def from_checkpoint(cls, path: str | Path, chunk_frames: int, threads: int = 1
                         ) -> TorchBackend:
-        from train.trainer import load_checkpoint
+        from edge_ser_train.trainer import load_checkpoint
 
         model, _, _ = load_checkpoint(path)
         return cls(model.encoder, chunk_frames, threads)

@@ -38,8 +38,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge_ser.config import load_config
-    from train.adapt_config import AdaptConfig
-    from train.adapt_job import run_adaptation
+    from edge_ser_train.adapt_config import AdaptConfig
+    from edge_ser_train.adapt_job import run_adaptation
 
     if not args.model.exists():
         raise UsageError(f"{args.model}: model not found (pass --model: a model package, or a "

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _clips(folder: Path, labels: tuple[str, ...]):
-    from train.corpus import CorpusError, labelled, read_corpus
+    from edge_ser_train.corpus import CorpusError, labelled, read_corpus
 
     clips = labelled(read_corpus(folder), labels)
     if not clips:
@@ -138,8 +138,8 @@ def _score_package(args) -> dict:
 
 
 def _score_checkpoint(args) -> dict:
-    from train.evaluate import score_model
-    from train.trainer import load_checkpoint
+    from edge_ser_train.evaluate import score_model
+    from edge_ser_train.trainer import load_checkpoint
 
     model, cfg, _ = load_checkpoint(args.model)
     report = {}

@@ -77,7 +77,7 @@ def add_parser(sub) -> None:
 
 def _config(args):
     from edge_ser.config import load_config
-    from export.config import ExportConfig
+    from edge_ser_export.config import ExportConfig
 
     return load_config(ExportConfig, args.config, args.overrides)
 
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _package(args) -> int:
-    from export.package_builder import build_package
+    from edge_ser_export.package_builder import build_package
 
     if not args.checkpoint.is_file():
         raise UsageError(f"{args.checkpoint}: checkpoint not found (train one with "
@@ -99,7 +99,7 @@ def _package(args) -> int:
 
 def _trt(args) -> int:
     from edge_ser.package import load_package
-    from export import tensorrt_build
+    from edge_ser_export import tensorrt_build
 
     cfg = _config(args)
     package = load_package(args.model)
@@ -131,8 +131,8 @@ def _check(args) -> int:
     import onnx
 
     from edge_ser.package import load_package
-    from export.graph_checks import check_deployable
-    from export.tensorrt_build import PROFILES, profile_shapes
+    from edge_ser_export.graph_checks import check_deployable
+    from edge_ser_export.tensorrt_build import PROFILES, profile_shapes
 
     package = load_package(args.model)
     spec = package.manifest["encoder"]
@@ -149,7 +149,7 @@ def _check(args) -> int:
 
 
 def _sweep(args) -> int:
-    from export.sweep import print_sweep
+    from edge_ser_export.sweep import print_sweep
 
     print_sweep(args.checkpoint, _config(args))
     return 0

@@ -16,8 +16,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge_ser.config import load_config
-    from train.config import TrainConfig
-    from train.run import run_training
+    from edge_ser_train.config import TrainConfig
+    from edge_ser_train.run import run_training
 
     run_training(load_config(TrainConfig, args.config, args.overrides))
     return 0
