@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from edge_ser.atomic_write import write_text_atomic  # noqa: E402
 from edge_ser.config import apply_overrides, from_dict, load_config, to_dict  # noqa: E402
+from edge_ser.contract import N_MELS  # noqa: E402
 from edge_ser.metrics import score  # noqa: E402
 from edge_ser_export.config import MemoryBankConfig  # noqa: E402
 from edge_ser_export.memory_bank import build_memory_bank, clip_embeddings  # noqa: E402
@@ -56,6 +57,7 @@ from edge_ser_train.adapt import (  # noqa: E402
 from edge_ser_train.adapt_config import AdaptConfig  # noqa: E402
 from edge_ser_train.corpus import labelled, read_corpus, speaker_split  # noqa: E402
 from edge_ser_train.memory import SourceMemory  # noqa: E402
+from edge_ser_train.model import EmotionModel  # noqa: E402
 from edge_ser_train.run import UNCOMMITTED, git_commit  # noqa: E402
 from edge_ser_train.views import load_views  # noqa: E402
 
@@ -273,16 +275,19 @@ class Experiment:
         cfg = self.config(seed, SOURCE_TRAINING)
         cached = None
         if self.args.source_cache:
-            cached = self.args.source_cache / f"{source_cache_key(cfg, clips)}.pt"
+            # weights only (a state dict), read with weights_only=True: no pickled code
+            cached = self.args.source_cache / f"{source_cache_key(cfg, clips)}.weights.pt"
             if cached.is_file():
                 self.log(f"  source model {'+'.join(sources)} (cached: {cached.name})")
-                return torch.load(cached, weights_only=False)
+                model = EmotionModel(cfg.model, N_MELS, len(self.labels))
+                model.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
+                return model.eval()
         data = AdaptData.from_clips(self.labels, clips, [self.views[c.path] for c in clips], [])
         result = adapt(cfg, data, log=lambda _: None)
         self.log(f"  source model {'+'.join(sources)} ({result.seconds:.0f} s)")
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(result.model, cached.with_suffix(".tmp"))
+            torch.save(result.model.state_dict(), cached.with_suffix(".tmp"))  # no pickled code
             cached.with_suffix(".tmp").replace(cached)
         return result.model
 
