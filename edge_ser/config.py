@@ -9,6 +9,7 @@ dotted key and what is allowed. `save_resolved` writes the final values beside a
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -107,8 +108,11 @@ def _check_range(key: str, value: Any, meta: typing.Mapping[str, Any]) -> None:
     if choices is not None and value not in choices:
         raise ConfigError(f"'{key}' = {value!r} is not allowed; choose one of "
                           f"{', '.join(map(str, choices))}")
+    allowed = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+    if isinstance(value, float) and not math.isfinite(value):  # NaN passes every comparison
+        raise ConfigError(f"'{key}' = {value!r} is not a finite number; allowed: a finite "
+                          f"number in {allowed}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        allowed = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
         raise ConfigError(f"'{key}' = {value!r} is out of range; allowed {allowed}")
 
 
