@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge_ser.commands.common import UsageError
+from edge_ser.commands.common import MAX_WORKERS, UsageError, check_range
 from edge_ser.commands.runtime_options import (
     add_runtime_options,
     build_recognizer,
@@ -38,8 +38,8 @@ def add_parser(sub) -> None:
                    help="channel roles, e.g. agent=0,customer=1 (default: mono = speaker, "
                    "stereo = agent=0,customer=1; more channels must be mapped)")
     p.add_argument("--workers", type=int, default=1,
-                   help="worker processes (Ray actors with --engine ray), each with its own "
-                   "model (default: 1)")
+                   help=f"worker processes (Ray actors with --engine ray), each with its own "
+                   f"model, 1 to {MAX_WORKERS} (default: 1)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local process pool, or Ray Data over a Ray cluster (default: local)")
     p.add_argument("--force", action="store_true",
@@ -66,8 +66,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from edge_ser.config import save_resolved
 
-    if args.workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    check_range("--workers", args.workers, 1, MAX_WORKERS)
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file; give a folder")
     roles = parse_roles(args.channels) if args.channels else None

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_ser.commands.common import UsageError
+from edge_ser.commands.common import MAX_THREADS, UsageError, check_range
 from edge_ser.package import DEFAULT_PACKAGE
 
 
@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from edge_ser.config import save_resolved
     from edge_ser.metrics import format_scores
 
+    check_range("--threads", args.threads, 1, MAX_THREADS)
     args.precision = args.precision or default_precision(args.backend)
     if args.model.is_dir():
         report = _score_package(args)
@@ -100,8 +101,6 @@ def _score_package(args) -> dict:
     from edge_ser.scoring import WindowScorer, encode_clip, stats_pool
     from edge_ser.trim import clip_log_mel
 
-    if args.threads < 1:
-        raise UsageError(f"--threads must be >= 1, got {args.threads}")
     package = load_package(args.model)
     backend = create_backend(package, args.backend, args.precision, args.threads)
     scorer = WindowScorer.from_package(package)

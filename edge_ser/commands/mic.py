@@ -15,16 +15,19 @@ import time
 
 import numpy as np
 
-from edge_ser.commands.common import UsageError
+from edge_ser.commands.common import check_range
 from edge_ser.commands.runtime_options import (
     add_output_options,
     add_runtime_options,
     build_recognizer,
-    jsonl_config_path,
     load_runtime_config,
+    open_jsonl,
 )
 from edge_ser.console import SEGMENT_HEADER, EventSink, LiveView, Printer
-from edge_ser.events import JsonlWriter
+
+MIN_SECONDS, MAX_SECONDS = 0.01, 7 * 24 * 3600.0
+"""--max-seconds: up to a week."""
+MIN_RATE_HZ, MAX_RATE_HZ = 4000, 384_000
 
 
 def add_parser(sub) -> None:
@@ -72,19 +75,14 @@ def _list_devices() -> int:
 
 
 def _tag_live(args: argparse.Namespace) -> int:
-    from edge_ser.config import save_resolved
     from edge_ser.live import LiveError, MicInput
 
-    if args.max_seconds is not None and args.max_seconds <= 0:
-        raise UsageError(f"--max-seconds must be positive, got {args.max_seconds}")
-    if args.rate is not None and args.rate <= 0:
-        raise UsageError(f"--rate must be a positive sample rate, got {args.rate}")
+    check_range("--max-seconds", args.max_seconds, MIN_SECONDS, MAX_SECONDS)
+    check_range("--rate", args.rate, MIN_RATE_HZ, MAX_RATE_HZ)
     config = load_runtime_config(args)
     printer = Printer(sys.stdout, live=sys.stdout.isatty(), quiet=args.quiet)
     with build_recognizer(args, config) as recognizer:  # load the model before the mic opens
-        writer = JsonlWriter(args.jsonl) if args.jsonl else None
-        if args.jsonl:
-            save_resolved(config, *jsonl_config_path(args.jsonl))
+        writer = open_jsonl(args.jsonl, config) if args.jsonl else None
         mic = MicInput(args.device, args.rate, config.live)
         sink = EventSink(printer, writer, None, extra={"source": "mic"})
         try:

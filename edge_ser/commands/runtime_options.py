@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_ser.commands.common import REPO_ROOT, UsageError
+from edge_ser.commands.common import MAX_THREADS, REPO_ROOT, UsageError, check_range
 
 DEFAULT_RUNTIME_CONFIG = REPO_ROOT / "configs" / "runtime" / "default.yaml"
 BACKEND_CHOICES = ("onnxruntime", "tensorrt", "torch")
@@ -22,7 +22,7 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
                         help="encoder precision (default: int8 on TensorRT, fp32 on "
                         "onnxruntime and torch; fp16 on TensorRT only)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads per encoder call (default: 1)")
+                        help=f"CPU threads per encoder call, 1 to {MAX_THREADS} (default: 1)")
     default = DEFAULT_RUNTIME_CONFIG if DEFAULT_RUNTIME_CONFIG.is_file() else None
     parser.add_argument("--config", type=Path, default=default,
                         help=f"runtime YAML: VAD, windows, tracker, live input (default: "
@@ -42,6 +42,8 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
 
 def load_runtime_config(args: argparse.Namespace):
     from edge_ser.config import load_config
+
+    check_range("--threads", args.threads, 1, MAX_THREADS)  # checked before any work
     from edge_ser.runtime_config import RuntimeConfig
 
     return load_config(RuntimeConfig, args.config, args.overrides)
@@ -49,13 +51,9 @@ def load_runtime_config(args: argparse.Namespace):
 
 def build_recognizer(args: argparse.Namespace, config):
     """The recognizer the options ask for; UsageError with what to do when it cannot load."""
-    from edge_ser.backends import BackendUnavailable
+    from edge_ser.backends import BackendUnavailable, default_precision
     from edge_ser.package import PackageError
     from edge_ser.recognizer import Recognizer
-
-    if args.threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {args.threads}")
-    from edge_ser.backends import default_precision
 
     precision = args.precision or default_precision(args.backend)
     try:
@@ -68,3 +66,26 @@ def build_recognizer(args: argparse.Namespace, config):
 def jsonl_config_path(jsonl: Path) -> tuple[Path, str]:
     """Where the resolved config goes beside a JSONL log: (folder, file name)."""
     return jsonl.parent, f"{jsonl.stem}.config.resolved.yaml"
+
+
+def open_jsonl(path: Path, config):
+    """The `--jsonl` writer, with the resolved config saved beside it (its folder created if
+    needed); UsageError naming the path when it is a folder or cannot be written."""
+    from edge_ser.config import save_resolved
+    from edge_ser.events import JsonlWriter
+
+    if path.is_dir():
+        raise UsageError(f"--jsonl {path} is a folder; give a file path, e.g. "
+                         f"{path / 'events.jsonl'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = JsonlWriter(path)
+    except OSError as exc:
+        raise UsageError(f"--jsonl {path}: cannot write there ({exc.strerror or exc})") from None
+    try:
+        save_resolved(config, *jsonl_config_path(path))
+    except OSError as exc:
+        writer.close()
+        raise UsageError(f"--jsonl {path}: cannot write the resolved config beside it "
+                         f"({exc.strerror or exc})") from None
+    return writer

@@ -14,13 +14,13 @@ import sys
 import time
 from pathlib import Path
 
-from edge_ser.commands.common import UsageError
+from edge_ser.commands.common import check_range
 from edge_ser.commands.runtime_options import (
     add_output_options,
     add_runtime_options,
     build_recognizer,
-    jsonl_config_path,
     load_runtime_config,
+    open_jsonl,
 )
 from edge_ser.console import (
     SEGMENT_HEADER,
@@ -30,7 +30,8 @@ from edge_ser.console import (
     read_references,
     references_for,
 )
-from edge_ser.events import JsonlWriter
+
+MAX_BLOCK_MS = 60_000
 
 
 def add_parser(sub) -> None:
@@ -53,19 +54,15 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge_ser.audio import AudioError
-    from edge_ser.config import save_resolved
 
-    if args.block_ms < 1:
-        raise UsageError(f"--block-ms must be at least 1, got {args.block_ms}")
+    check_range("--block-ms", args.block_ms, 1, MAX_BLOCK_MS)
     config = load_runtime_config(args)
     references = read_references(args.labels) if args.labels else None
     printer = Printer(sys.stdout, live=sys.stdout.isatty(), quiet=args.quiet)
     failed = 0
     with build_recognizer(args, config) as recognizer:
-        writer = JsonlWriter(args.jsonl) if args.jsonl else None
+        writer = open_jsonl(args.jsonl, config) if args.jsonl else None
         try:
-            if args.jsonl:
-                save_resolved(config, *jsonl_config_path(args.jsonl))
             for path in args.files:
                 known = references_for(references, path) if references is not None else None
                 output = EventSink(printer, writer, known, extra={"file": str(path)})
@@ -75,6 +72,13 @@ def run(args: argparse.Namespace) -> int:
                     printer.clear()
                     print(f"edge-ser stream: error: {exc}", file=sys.stderr)
                     failed += 1
+        except OSError as exc:
+            if writer is None:
+                raise
+            printer.clear()  # the --jsonl log cannot be written (e.g. the disk is full)
+            print(f"edge-ser stream: error: --jsonl {args.jsonl}: cannot write "
+                  f"({exc.strerror or exc})", file=sys.stderr)
+            return 1
         finally:
             if writer is not None:
                 writer.close()
