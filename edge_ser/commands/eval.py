@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from edge_ser.metrics import format_scores
 
     check_range("--threads", args.threads, 1, MAX_THREADS)
+    _check_out(args.out)  # before any scoring
     args.precision = args.precision or default_precision(args.backend)
     if args.model.is_dir():
         report = _score_package(args)
@@ -70,15 +72,19 @@ def run(args: argparse.Namespace) -> int:
                 heads = entry["heads"]
                 print(f"classifier-only UA {heads['classifier']['ua']:.1%}   memory-only UA "
                       f"{heads['memory']['ua']:.1%}   fused UA {heads['fused']['ua']:.1%}")
+            print(_overlap_lines(entry))
         else:
             entry.pop("_scores")
     if args.json:
         print(json.dumps({"model": str(args.model), "scores": report}, indent=2))
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(args.out / "scores.json", json.dumps(report, indent=2))
-        save_resolved(EvalRun(str(args.model), args.backend, args.precision, args.threads,
-                              tuple(str(d) for d in args.data)), args.out)
+        try:
+            write_text_atomic(args.out / "scores.json", json.dumps(report, indent=2))
+            save_resolved(EvalRun(str(args.model), args.backend, args.precision, args.threads,
+                                  tuple(str(d) for d in args.data)), args.out)
+        except OSError as exc:
+            raise UsageError(f"--out {args.out}: cannot write the scores "
+                             f"({exc.strerror or exc})") from None
     return 0
 
 
@@ -100,26 +106,29 @@ def _score_package(args) -> dict:
     from edge_ser.package import load_package
     from edge_ser.scoring import WindowScorer, encode_clip, stats_pool
     from edge_ser.trim import clip_log_mel
+    from edge_ser_train.training_speakers import TrainingData
 
     package = load_package(args.model)
+    seen = TrainingData.from_manifest(package.manifest)
     backend = create_backend(package, args.backend, args.precision, args.threads)
     scorer = WindowScorer.from_package(package)
     report = {}
     try:
         for folder in args.data:
-            pooled, references = [], []
+            pooled, references, kept, skipped = [], [], [], []
             for clip in _clips(folder, package.labels):
                 try:
                     feats = clip_log_mel(clip.path)
                 except AudioError as exc:
-                    print(f"skipped: {exc}")
+                    _skip(skipped, clip.path, str(exc))
                     continue
                 frames = encode_clip(backend, feats)
                 if len(frames) == 0:
-                    print(f"skipped: {clip.path}: shorter than one encoder frame")
+                    _skip(skipped, clip.path, f"{clip.path}: shorter than one encoder frame")
                     continue
                 pooled.append(stats_pool(frames))
                 references.append(package.labels.index(clip.label))
+                kept.append(clip)
             if not pooled:
                 raise UsageError(f"{folder}: no readable labelled clip")
             scores = scorer.score_pooled(np.stack(pooled))
@@ -130,7 +139,10 @@ def _score_package(args) -> dict:
             report[str(folder)] = {**heads["fused"].to_dict(), "_scores": heads["fused"],
                                    "heads": {h: {"ua": s.ua, "wa": s.wa, "macro_f1": s.macro_f1}
                                              for h, s in heads.items()},
-                                   "similarity_median": float(np.median(scores.similarity))}
+                                   "similarity_median": float(np.median(scores.similarity)),
+                                   "skipped": skipped,
+                                   **_held_out(seen, kept, references, scores.probs.argmax(1),
+                                               package.labels)}
     finally:
         backend.close()
     return report
@@ -139,10 +151,84 @@ def _score_package(args) -> dict:
 def _score_checkpoint(args) -> dict:
     from edge_ser_train.evaluate import score_model
     from edge_ser_train.trainer import load_checkpoint
+    from edge_ser_train.training_speakers import TrainingData
 
-    model, cfg, _ = load_checkpoint(args.model)
+    model, cfg, payload = load_checkpoint(args.model)
+    seen = TrainingData.from_train_config(payload["config"])
     report = {}
     for folder in args.data:
-        scores = score_model(model, cfg.data.labels, _clips(folder, cfg.data.labels))
-        report[str(folder)] = {**scores.to_dict(), "_scores": scores}
+        clips = _clips(folder, cfg.data.labels)
+        scores = score_model(model, cfg.data.labels, clips)
+        unseen = [c for c in clips if seen.reason(c) is None]
+        held = score_model(model, cfg.data.labels, unseen) if unseen else None
+        report[str(folder)] = {**scores.to_dict(), "_scores": scores,
+                               "training_overlap": _overlap(seen, clips),
+                               "held_out": held.to_dict() if held else None}
     return report
+
+
+def _check_out(out: Path | None) -> None:
+    """--out must be a folder this run can write: checked before any scoring."""
+    if out is None:
+        return
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the scores")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot create the folder ({exc.strerror or exc})") \
+            from None
+
+
+def _skip(skipped: list[dict], path: Path, reason: str) -> None:
+    """A clip left out of the scores: on standard error and in the report."""
+    print(f"skipped: {reason}", file=sys.stderr)
+    skipped.append({"path": str(path), "reason": reason})
+
+
+def _overlap(seen, clips) -> dict:
+    """How many of the scored clips the model was trained on, and why."""
+    reasons: dict[str, int] = {}
+    for clip in clips:
+        reason = seen.reason(clip)
+        if reason is not None:
+            reasons[reason] = reasons.get(reason, 0) + 1
+    return {"clips": len(clips), "seen_in_training": sum(reasons.values()), "why": reasons,
+            "training_corpora": sorted(seen.corpora), "how_known": seen.note}
+
+
+def _held_out(seen, clips, references, predictions, labels) -> dict:
+    """The scores restricted to the clips the model never trained on."""
+    import numpy as np
+
+    from edge_ser.metrics import score
+
+    held = [i for i, clip in enumerate(clips) if seen.reason(clip) is None]
+    scores = (score(np.asarray(references)[held], np.asarray(predictions)[held], labels)
+              if held else None)
+    return {"training_overlap": _overlap(seen, clips),
+            "held_out": scores.to_dict() if scores else None}
+
+
+_WHY = {"training speaker": "by training speakers",
+        "training corpus": "from a training corpus whose held-out speakers are unknown",
+        "adaptation target": "from the recordings the model was adapted on"}
+
+
+def _overlap_lines(entry: dict) -> str:
+    overlap, held = entry["training_overlap"], entry["held_out"]
+    if overlap["seen_in_training"] == 0:
+        corpora = ", ".join(overlap["training_corpora"])
+        return (f"held out: none of the {overlap['clips']} clips was in the model's training "
+                f"data (trained on {corpora}; {overlap['how_known']})")
+    why = ", ".join(f"{n} {_WHY.get(reason, reason)}" for reason, n in overlap["why"].items())
+    lines = [f"note: {overlap['seen_in_training']} of {overlap['clips']} clips were in the "
+             f"model's training data ({why}); the scores above include them "
+             f"[{overlap['how_known']}]"]
+    if held is None:
+        lines.append("held-out (never trained on): no clip; these scores say little about new "
+                     "speakers")
+    else:
+        lines.append(f"held-out (never trained on), {held['count']} clips: UA {held['ua']:.1%}   "
+                     f"WA {held['wa']:.1%}   macro-F1 {held['macro_f1']:.1%}")
+    return "\n".join(lines)
