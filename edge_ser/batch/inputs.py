@@ -74,9 +74,12 @@ def collect_recordings(inputs: list[str], exclude: Path | None = None
         elif path.is_file():
             found.append(Recording(path=str(path), source=arg))
         elif path.is_dir():
-            files = _audio_files(path, sorted(p for p in path.rglob("*") if p.is_file()),
-                                 exclude)
-            if not files:
+            entries, unreadable = _walk(path, exclude)
+            files = _audio_files(path, [p for p in entries if p.is_file()], exclude)
+            skipped = [InputProblem(str(p), _not_a_file(p))
+                       for p in _audio_files(path, entries, exclude) if not p.is_file()]
+            problems.extend(unreadable + skipped)
+            if not files and not unreadable and not skipped:
                 problems.append(InputProblem(arg, "folder holds no audio files"))
             found.extend(Recording(path=str(p), source=arg) for p in files)
         elif glob.has_magic(arg):
@@ -90,6 +93,33 @@ def collect_recordings(inputs: list[str], exclude: Path | None = None
     return assign_keys(_unique(found)), problems
 
 
+def _walk(root: Path, exclude: Path | None) -> tuple[list[Path], list[InputProblem]]:
+    """Every entry below `root` that is not a folder (symbolic links to folders are not
+    followed), sorted; plus the folders that could not be read."""
+    unreadable: list[InputProblem] = []
+
+    def onerror(exc: OSError) -> None:
+        folder = Path(exc.filename) if exc.filename else root
+        if not _inside(folder, exclude) and folder != exclude:
+            unreadable.append(InputProblem(str(folder), f"cannot read this folder "
+                                           f"({exc.strerror or exc}); its files are skipped"))
+
+    entries = [Path(folder) / name
+               for folder, _, names in os.walk(root, onerror=onerror, followlinks=False)
+               for name in names]
+    return sorted(entries), sorted(unreadable, key=lambda p: p.input)
+
+
+def _not_a_file(path: Path) -> str:
+    """Why an audio-named entry of a folder is skipped."""
+    if path.is_symlink():
+        try:
+            path.stat()
+        except OSError as exc:
+            return f"skipped: a symbolic link that cannot be followed ({exc.strerror})"
+    return "skipped: not a regular file"
+
+
 def _audio_files(root: Path, paths: list[Path], exclude: Path | None) -> list[Path]:
     """The audio files among `paths` (found below `root`), leaving out hidden files and
     folders below `root` and anything inside `exclude`."""
@@ -100,7 +130,9 @@ def _audio_files(root: Path, paths: list[Path], exclude: Path | None) -> list[Pa
 
 
 def _inside(path: Path, folder: Path | None) -> bool:
-    return folder is not None and folder.resolve() in path.resolve().parents
+    # os.path.realpath, not Path.resolve: a symbolic link loop must not raise here
+    return folder is not None and Path(os.path.realpath(folder)) in \
+        Path(os.path.realpath(path)).parents
 
 
 def _unique(recordings: list[Recording]) -> list[Recording]:

@@ -23,6 +23,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 from pathlib import Path
 
 from edge_ser.atomic_write import write_bytes_atomic, write_text_atomic
@@ -140,6 +141,20 @@ def remove_temporaries(folder: Path) -> None:
     if folder.is_dir():
         for leftover in folder.glob(".*.tmp"):
             leftover.unlink(missing_ok=True)
+
+
+def remove_recording_temporaries(out_dir: Path) -> None:
+    """Delete what interrupted atomic writes left in every recording folder (a recording
+    that is complete or never redone would keep them for ever)."""
+    from edge_ser.batch.paths import RECORDINGS_DIR
+
+    try:
+        folders = list(os.scandir(out_dir / RECORDINGS_DIR))
+    except OSError:
+        return
+    for entry in folders:
+        if entry.is_dir(follow_symlinks=False):
+            remove_temporaries(Path(entry.path))
 
 
 def write_run_totals(out_dir: Path, totals: dict[str, object]) -> None:

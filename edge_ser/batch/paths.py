@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 RECORDINGS_DIR = "recordings"
-_MAX_NAME = 80
+MAX_NAME = 80
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -22,9 +22,9 @@ def safe_name(text: str) -> str:
     characters (a long name keeps a hash of the whole so names stay distinct)."""
     name = _UNSAFE.sub("_", str(text)).strip("._-")
     name = re.sub(r"_+", "_", name)
-    if len(name) > _MAX_NAME:
+    if len(name) > MAX_NAME:
         digest = hashlib.sha1(str(text).encode("utf-8")).hexdigest()[:8]
-        name = f"{name[:_MAX_NAME - 9]}-{digest}"
+        name = f"{name[:MAX_NAME - 9]}-{digest}"
     return name or "recording"
 
 

@@ -63,8 +63,11 @@ def process_recording(recognizer, recording: Recording, settings: JobSettings) -
         marker = outputs.read_marker(folder) or {}
         return Outcome(recording.key, recording.path, SKIPPED,
                        audio_s=float(marker.get("duration_s", 0.0)))
-    # redone from scratch: an old marker must not vouch for outputs this run may not replace
-    (folder / outputs.MARKER).unlink(missing_ok=True)
+    try:  # redone from scratch: an old marker must not vouch for outputs not replaced
+        (folder / outputs.MARKER).unlink(missing_ok=True)
+    except OSError as exc:
+        return _failed(recording, "output", f"{folder}: cannot write the outputs "
+                       f"({_os_problem(exc)})", started)
     try:
         analysis = analyse(recognizer, recording, settings)
     except AudioError as exc:
@@ -77,8 +80,8 @@ def process_recording(recognizer, recording: Recording, settings: JobSettings) -
     try:
         write_outputs(folder, recognizer.labels, recording, analysis, settings, source)
     except OSError as exc:
-        return _failed(recording, "output", f"{folder}: cannot write the outputs ({exc})",
-                       started)
+        return _failed(recording, "output", f"{folder}: cannot write the outputs "
+                       f"({_os_problem(exc)})", started)
     except Exception as exc:  # e.g. the plot failing on one worker: recorded, batch goes on
         return _failed(recording, "internal", f"{folder}: writing the outputs failed: "
                        f"{type(exc).__name__}: {exc}", started)
@@ -181,6 +184,11 @@ def source_identity(path: str) -> dict[str, object] | None:
         return None
     return {"realpath": os.path.realpath(path), "bytes": stat.st_size,
             "mtime_ns": stat.st_mtime_ns}
+
+
+def _os_problem(exc: OSError) -> str:
+    """The system's reason, e.g. 'No space left on device'."""
+    return exc.strerror or str(exc)
 
 
 def _failed(recording: Recording, kind: str, reason: str, started: float) -> Outcome:

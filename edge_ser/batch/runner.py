@@ -19,12 +19,16 @@ from typing import TextIO
 
 from edge_ser.batch import outputs
 from edge_ser.batch.inputs import InputProblem, Recording
+from edge_ser.batch.out_folder import keep_others
 from edge_ser.batch.paths import recording_dir
 from edge_ser.batch.process import DONE, FAILED, SKIPPED, Outcome, process_recording
 from edge_ser.batch.settings import JobSettings
 
 ENGINES = ("local", "ray")
 PROGRESS_EVERY_S = 1.0
+OUTPUT_FAILURES_TO_STOP = 3
+"""Recordings in a row whose outputs could not be written, with none written between, that
+stop the batch: the output folder takes nothing (a full disk, a read-only file system)."""
 
 
 @dataclass
@@ -35,6 +39,10 @@ class BatchReport:
     outcomes: list[Outcome] = field(default_factory=list)
     input_problems: int = 0
     elapsed_s: float = 0.0
+    stopped: str | None = None
+    """Why the batch stopped before its last recording (nothing could be written)."""
+    unwritten: list[str] = field(default_factory=list)
+    """Batch-wide files that could not be written, with why."""
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -66,7 +74,8 @@ class BatchReport:
         return (f"{len(self.outcomes)}/{self.total} files ({self.count(DONE)} done, "
                 f"{self.count(SKIPPED)} already complete, {self.count(FAILED)} failed)"
                 f"{unmatched}, {format_duration(self.audio_s)} of audio, "
-                f"{self.speed:.1f}x real time")
+                f"{self.speed:.1f}x real time"
+                + (f"; stopped: {self.stopped}" if self.stopped else ""))
 
 
 def format_duration(seconds: float) -> str:
@@ -95,27 +104,58 @@ def run_batch(recordings: list[Recording], settings: JobSettings,
     out_dir = Path(settings.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs.remove_temporaries(out_dir)
+    outputs.remove_recording_temporaries(out_dir)
+    recordings = keep_others(recordings, out_dir)  # never replace another input's results
     errors = [{"path": p.input, "source": p.input, "kind": "input", "reason": p.reason}
               for p in problems]
-    outputs.write_errors(out_dir, errors)
     report = BatchReport(total=len(recordings), input_problems=len(problems))
+    _write(report, log, outputs.ERRORS, outputs.write_errors, out_dir, errors)
     started = time.perf_counter()
     last_shown = 0.0
-    for outcome in _outcomes(recordings, settings, factory, workers, engine):
-        report.outcomes.append(outcome)
-        report.elapsed_s = time.perf_counter() - started
-        if outcome.error is not None:
-            errors.append(outcome.error)
-            outputs.write_errors(out_dir, errors)
-            _say(log, f"batch: failed: {outcome.error['reason']}")
-        if report.elapsed_s - last_shown >= PROGRESS_EVERY_S or \
-                len(report.outcomes) == report.total:
-            last_shown = report.elapsed_s
-            _say(log, f"batch: {report.line()}")
-    write_batch_summary(recordings, out_dir)
+    unwritable = 0  # output failures in a row
+    outcomes = _outcomes(recordings, settings, factory, workers, engine)
+    try:
+        for outcome in outcomes:
+            report.outcomes.append(outcome)
+            report.elapsed_s = time.perf_counter() - started
+            if outcome.error is not None:
+                errors.append(outcome.error)
+                _write(report, log, outputs.ERRORS, outputs.write_errors, out_dir, errors)
+                _say(log, f"batch: failed: {outcome.error['reason']}")
+            unwritable = unwritable + 1 if _unwritable(outcome) else 0
+            if unwritable >= OUTPUT_FAILURES_TO_STOP and len(report.outcomes) < report.total:
+                report.stopped = (f"{unwritable} recordings in a row could not be written to "
+                                  f"{out_dir} (latest: {outcome.error['reason']}); "
+                                  f"{report.total - len(report.outcomes)} not processed: free "
+                                  "space or fix the folder, then rerun the same command")
+                _say(log, f"batch: stopped: {report.stopped}")
+                break
+            if report.elapsed_s - last_shown >= PROGRESS_EVERY_S or \
+                    len(report.outcomes) == report.total:
+                last_shown = report.elapsed_s
+                _say(log, f"batch: {report.line()}")
+    finally:
+        outcomes.close()  # a stopped batch shuts its workers down
+    _write(report, log, outputs.BATCH_SUMMARY_CSV, write_batch_summary, recordings, out_dir)
     report.elapsed_s = time.perf_counter() - started
-    outputs.write_run_totals(out_dir, report.totals())
+    _write(report, log, outputs.RUN_JSON, outputs.write_run_totals, out_dir, report.totals())
     return report
+
+
+def _unwritable(outcome: Outcome) -> bool:
+    return outcome.error is not None and outcome.error.get("kind") == "output"
+
+
+def _write(report: BatchReport, log: TextIO | None, name: str, write, *args) -> None:
+    """A batch-wide file; one that cannot be written is reported (once per file) and the
+    batch goes on: what it says is also printed, and the next write tries again."""
+    try:
+        write(*args)
+    except OSError as exc:
+        problem = f"{name}: cannot write ({exc.strerror or exc})"
+        if problem not in report.unwritten:
+            report.unwritten.append(problem)
+            _say(log, f"batch: {problem}")
 
 
 def _outcomes(recordings: list[Recording], settings: JobSettings,
@@ -144,7 +184,11 @@ def write_batch_summary(recordings: list[Recording], out_dir: Path) -> None:
         folder = recording_dir(out_dir, recording.key)
         if outputs.read_marker(folder) is None:
             continue
-        summaries.append(json.loads((folder / outputs.SUMMARY_JSON).read_text(encoding="utf-8")))
+        try:
+            summaries.append(json.loads((folder / outputs.SUMMARY_JSON).read_text(
+                encoding="utf-8")))
+        except (OSError, ValueError):
+            continue  # damaged since: the next run redoes the recording (is_complete)
     labels = tuple(summaries[0]["labels"]) if summaries else ()
     outputs.write_batch_summary(out_dir, summaries, labels)
 

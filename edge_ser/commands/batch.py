@@ -53,6 +53,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge_ser.backends import default_precision
+    from edge_ser.batch import out_folder
     from edge_ser.batch.channels import parse_roles
     from edge_ser.batch.inputs import InputError, collect_recordings
     from edge_ser.batch.outputs import BATCH_FORMAT_VERSION, BATCH_JSON, write_json
@@ -69,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     check_range("--workers", args.workers, 1, MAX_WORKERS)
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file; give a folder")
+    out_folder.prepare(args.out)  # OutputFolderError (a ValueError): one line, before any work
     roles = parse_roles(args.channels) if args.channels else None
     if args.plot:
         _require("matplotlib", "--plot needs matplotlib: pip install 'edge-ser[plot]'")
@@ -88,13 +90,18 @@ def run(args: argparse.Namespace) -> int:
                           threads=args.threads, config=config)
     settings = JobSettings(out_dir=str(args.out.resolve()), fingerprint=fingerprint(spec, roles),
                            default_roles=roles, force=args.force, plot=args.plot)
-    args.out.mkdir(parents=True, exist_ok=True)
-    save_resolved(config, args.out)
-    write_json(args.out / BATCH_JSON, {
-        "batch_version": BATCH_FORMAT_VERSION, "fingerprint": settings.fingerprint,
-        "model": model, "model_manifest_sha256": model_manifest_sha256(model),
-        "backend": spec.backend, "precision": spec.precision,
-        "channels": args.channels, "engine": args.engine, "workers": args.workers})
+    input_sets = out_folder.claim(args.out, out_folder.input_set(recordings), args.force)
+    try:
+        save_resolved(config, args.out)
+        write_json(args.out / BATCH_JSON, {
+            "batch_version": BATCH_FORMAT_VERSION, "fingerprint": settings.fingerprint,
+            "model": model, "model_manifest_sha256": model_manifest_sha256(model),
+            "backend": spec.backend, "precision": spec.precision,
+            "channels": args.channels, "engine": args.engine, "workers": args.workers,
+            "input_sets": input_sets})
+    except OSError as exc:
+        raise UsageError(f"--out {args.out}: cannot write there ({exc.strerror or exc})") \
+            from None
     try:
         report = run_batch(recordings, settings, spec, workers=args.workers,
                            engine=args.engine, problems=problems,
@@ -102,10 +109,12 @@ def run(args: argparse.Namespace) -> int:
     except WorkerError as exc:
         print(f"edge-ser batch: error: {exc}", file=sys.stderr)
         return 1
-    print(f"batch: finished {report.line()}, in {format_duration(report.elapsed_s)}; "
-          f"outputs in {args.out}" + (f", failures in {args.out / 'errors.jsonl'}"
-                                       if report.failed else ""), file=sys.stderr)
-    return 1 if report.failed else 0
+    unwritten = f"; not written: {', '.join(report.unwritten)}" if report.unwritten else ""
+    print(f"batch: {'stopped' if report.stopped else 'finished'} {report.line()}, in "
+          f"{format_duration(report.elapsed_s)}; outputs in {args.out}"
+          + (f", failures in {args.out / 'errors.jsonl'}" if report.failed else "")
+          + unwritten, file=sys.stderr)
+    return 1 if report.failed or report.stopped or report.unwritten else 0
 
 
 def _require(module: str, message: str) -> None:
