@@ -34,6 +34,9 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "model.json"
 DEFAULT_PACKAGE = Path(__file__).resolve().parent / "models" / "default"
 
+UNFINISHED_MARK = ".staging."
+"""In the name of the folder an export assembles a package in (`.<out>.staging.<pid>.<id>`)."""
+
 PRECISIONS = ("fp32", "int8")
 """Precisions every package carries as ONNX files (fp16 exists only as TensorRT engines)."""
 
@@ -118,18 +121,26 @@ def file_entry(root: Path, name: str) -> dict:
     return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
+def manifest_text(manifest: dict) -> str:
+    """model.json as written."""
+    return json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+
+
 def write_manifest(root: Path, manifest: dict) -> Path:
-    """Write model.json atomically (after the files it lists are in place)."""
+    """Write model.json atomically, last: after the files it lists are in place and have
+    passed every check, since a folder with a model.json loads as a package."""
     target = Path(root) / MANIFEST_NAME
-    write_text_atomic(target, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    write_text_atomic(target, manifest_text(manifest))
     target.chmod(0o644)  # readable like the files it describes
     return target
 
 
-def load_package(path: str | Path | None = None) -> ModelPackage:
-    """Load and verify a model package (None: the bundled default package)."""
+def load_package(path: str | Path | None = None, manifest: dict | None = None) -> ModelPackage:
+    """Load and verify a model package (None: the bundled default package). `manifest`: verify
+    this manifest, not yet written, against the files of `path` (an export before its gates)."""
     root = Path(DEFAULT_PACKAGE if path is None else path).resolve()
-    manifest = _read_manifest(root)
+    if manifest is None:
+        manifest = _read_manifest(root)
     check = _Checker(root)
     check.equal("format", manifest.get("format"), FORMAT)
     version = manifest.get("format_version")
@@ -195,6 +206,10 @@ def _read_manifest(root: Path) -> dict:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if UNFINISHED_MARK in root.name:
+            raise PackageError(f"{root}: {MANIFEST_NAME}: missing: an export that did not "
+                               "finish (a package gets its manifest only after passing every "
+                               "check); the next export into the same place removes it") from None
         raise PackageError(f"{root}: {MANIFEST_NAME}: missing (not a model package)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PackageError(f"{root}: {MANIFEST_NAME}: cannot be read ({exc})") from None

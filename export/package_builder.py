@@ -8,13 +8,16 @@
     5 size + speed   file sizes (total limit), onnxruntime one-thread latency fp32 vs INT8
 
 Every stage ends in a check; a failed check stops the export and leaves nothing at `out`.
-The package is assembled in a staging folder beside `out` and moved there only when complete.
+The package is assembled in a staging folder beside `out` and moved there only when complete;
+its model.json is written last, after every gate, so an unfinished folder never loads as a
+package. Work folders left by a killed export or adaptation are removed by the next one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -26,7 +29,13 @@ from edge_ser.backends import segment_graph
 from edge_ser.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edge_ser.backends.torch_backend import TorchBackend
 from edge_ser.config import to_dict
-from edge_ser.package import load_package, sha256_file, write_manifest
+from edge_ser.package import (
+    UNFINISHED_MARK,
+    load_package,
+    manifest_text,
+    sha256_file,
+    write_manifest,
+)
 from edge_ser.scoring import WindowScorer
 from edge_ser_export import evaluate, steps
 from edge_ser_export.config import ExportConfig
@@ -81,7 +90,8 @@ def build_package(checkpoint: Path, out: Path, cfg: ExportConfig, force: bool = 
     if out.exists() and not force:
         raise ExportError(f"{out} exists; pass --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.staging."))
+    remove_abandoned(out)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=work_prefix(out, "staging")))
     try:
         manifest = _build(Path(checkpoint), staging, cfg, log, data, bank, extra or {})
         staging.chmod(0o755)  # mkdtemp makes it private; a package is read by other users
@@ -96,6 +106,51 @@ def build_package(checkpoint: Path, out: Path, cfg: ExportConfig, force: bool = 
     load_package(out)  # what the runtime will load, verified once more in place
     log(f"wrote {out} ({package_bytes(out)} bytes)")
     return manifest
+
+
+WORK_KINDS = ("staging", "adapt")
+"""Hidden work folders beside an output `OUT`: `.OUT.staging.<pid>.<id>` (a package being
+assembled) and `.OUT.adapt.<pid>.<id>` (an adapted checkpoint being exported)."""
+
+
+def work_prefix(out: Path, kind: str) -> str:
+    """The name prefix of this process's work folder of `kind` beside `out`."""
+    return f".{out.name}{UNFINISHED_MARK if kind == 'staging' else '.' + kind + '.'}" \
+        f"{os.getpid()}."
+
+
+def remove_abandoned(out: Path) -> list[Path]:
+    """Delete the work folders beside `out` that a killed export or adaptation left (their
+    process is gone); returns them. Folders of a live process are kept."""
+    out = Path(out).resolve()
+    removed = []
+    try:
+        entries = list(out.parent.iterdir())
+    except OSError:
+        return removed
+    for path in entries:
+        for kind in WORK_KINDS:
+            head = f".{out.name}.{kind}."
+            if not path.name.startswith(head) or not path.is_dir() or path.is_symlink():
+                continue
+            pid = path.name[len(head):].split(".", 1)[0]
+            if pid.isdigit() and _alive(int(pid)):
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _build(checkpoint: Path, root: Path, cfg: ExportConfig, log, data, given_bank: dict | None,
@@ -172,12 +227,14 @@ def _build(checkpoint: Path, root: Path, cfg: ExportConfig, log, data, given_ban
                        .get("git_commit", "unknown")},
         "train_config": payload["config"], "export_config": to_dict(cfg),
         "git_commit": commit, "versions": _versions()}
-    manifest = steps.write_package_manifest(root, labels, spec, head, bank, cfg, quantization,
-                                            created, provenance, metrics)
+    # model.json is written last, once every gate has passed: a folder left by a killed
+    # export has no manifest, so nothing loads it as a package
+    manifest = steps.package_manifest(root, labels, spec, head, bank, cfg, quantization,
+                                      created, provenance, metrics)
     manifest.update(extra)
 
     stages.start("accuracy through the runtime path, INT8 gate")
-    package = load_package(root)
+    package = load_package(root, manifest=manifest)
     scorer = WindowScorer.from_package(package)
     targets = data.targets(heldout)
     accuracy = {"split": {"test_fraction": cfg.gate.test_fraction, "seed": cfg.gate.seed,
@@ -221,11 +278,11 @@ def _build(checkpoint: Path, root: Path, cfg: ExportConfig, log, data, given_ban
 
     metrics.update({"parity": parity, "graph": graph, "accuracy": accuracy, "sizes": sizes,
                     "latency_onnxruntime": latency})
-    write_manifest(root, manifest)
-    total = package_bytes(root)
+    total = package_bytes(root) + len(manifest_text(manifest).encode("utf-8"))
     if total > cfg.package.max_total_bytes:
         raise ExportError(f"package of {total} bytes exceeds package.max_total_bytes "
                           f"{cfg.package.max_total_bytes}")
+    write_manifest(root, manifest)
     return manifest
 
 

@@ -92,7 +92,17 @@ def write_package_manifest(root: Path, labels: tuple[str, ...], spec: dict, head
                            bank: dict, cfg: ExportConfig, quantization: dict, created: str,
                            provenance: dict, metrics: dict) -> dict:
     """model.json over the files written above (their sha256 and sizes taken now)."""
-    manifest = {
+    manifest = package_manifest(root, labels, spec, head, bank, cfg, quantization, created,
+                                provenance, metrics)
+    write_manifest(root, manifest)
+    return manifest
+
+
+def package_manifest(root: Path, labels: tuple[str, ...], spec: dict, head: dict,
+                     bank: dict, cfg: ExportConfig, quantization: dict, created: str,
+                     provenance: dict, metrics: dict) -> dict:
+    """The manifest over the files written above, not yet written (see write_manifest)."""
+    return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "name": cfg.package.name,
         "created_utc": created, "labels": list(labels), "audio": audio_contract(),
         "encoder": spec,
@@ -113,8 +123,6 @@ def write_package_manifest(root: Path, labels: tuple[str, ...], spec: dict, head
         "provenance": provenance,
         "metrics": metrics,
     }
-    write_manifest(root, manifest)
-    return manifest
 
 
 def write_package(model, root: Path, labels: tuple[str, ...], cfg: ExportConfig,

@@ -139,6 +139,7 @@ def run_adaptation(cfg: AdaptConfig, target: Path, out: Path, model_path: Path,
     """Adapt the model at `model_path` to the recordings in `target`; export it into the model
     package `out` (`configs/export/default.yaml` with `export_overrides`)."""
     started = time.perf_counter()
+    export_cfg = load_config(ExportConfig, EXPORT_CONFIG, list(export_overrides))  # before work
     start = load_start_model(model_path)
     log(f"model: {start.description.get('package') or start.description['checkpoint']} "
         f"({', '.join(start.labels)})")
@@ -184,7 +185,6 @@ def run_adaptation(cfg: AdaptConfig, target: Path, out: Path, model_path: Path,
         corpora=[{"name": "target", "path": str(target), "segments":
                   len(target_audio.segments), "labelled": False}])
     log("exporting the adapted model into a package")
-    export_cfg = load_config(ExportConfig, EXPORT_CONFIG, list(export_overrides))
     _write(out, cfg, export_cfg, start, result, None if sources else start.bank, record,
            sources, export_data, log)
     record["seconds"] = round(time.perf_counter() - started, 1)
@@ -225,7 +225,7 @@ def _write(out: Path, cfg: AdaptConfig, export_cfg: ExportConfig, start: StartMo
     """The adapted checkpoint, exported into the package `out` (replacing what was there)."""
     import dataclasses
 
-    from edge_ser_export.package_builder import build_package
+    from edge_ser_export.package_builder import build_package, remove_abandoned, work_prefix
 
     train_cfg = start.train_config
     if sources:
@@ -233,7 +233,8 @@ def _write(out: Path, cfg: AdaptConfig, export_cfg: ExportConfig, start: StartMo
             train_cfg.data, corpora=tuple(str(s) for s in sources)))
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.adapt.") as tmp:
+    remove_abandoned(out)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=work_prefix(out, "adapt")) as tmp:
         checkpoint = Path(tmp) / "model.pt"
         save_checkpoint(TrainResult(result.model, start.labels, result.history, result.seconds),
                         train_cfg, checkpoint,

@@ -2,7 +2,7 @@
 two sets of inputs.
 
 A batch records the input sets it was run on in batch.json (`input_sets`: sha256 over the
-sorted real paths and call ids of its recordings). A run on another set of inputs into the same
+real paths of its input arguments). A run on another set of inputs into the same
 folder is refused unless `--force` adds it; and a completed recording is never replaced by one
 of another input file that happens to have the same output key: that one gets its own key
 (`<key>-<hash of its real path>`), so both are kept.
@@ -40,9 +40,10 @@ def prepare(out: Path) -> None:
                                 f"({exc.strerror or exc})") from None
 
 
-def input_set(recordings: list[Recording]) -> str:
-    """sha256 identifying a set of inputs: the real paths and call ids of its recordings."""
-    lines = sorted(f"{os.path.realpath(r.path)}\t{r.call_id or ''}" for r in recordings)
+def input_set(inputs: list[str]) -> str:
+    """sha256 identifying a set of inputs: the batch's input arguments (files, folders, globs,
+    manifests) as real paths, in any order. A folder that gains files stays the same input."""
+    lines = sorted({os.path.realpath(arg) for arg in inputs})
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
 

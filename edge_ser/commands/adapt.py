@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from edge_ser.commands.common import REPO_ROOT, UsageError, add_config_options
 from edge_ser.package import DEFAULT_PACKAGE
 
 DEFAULT_ADAPT_CONFIG = REPO_ROOT / "configs" / "adapt" / "default.yaml"
+DEFAULT_EXPORT_CONFIG = REPO_ROOT / "configs" / "export" / "default.yaml"
 
 
 def add_parser(sub) -> None:
@@ -53,6 +55,23 @@ def run(args: argparse.Namespace) -> int:
     if args.out.exists() and any(args.out.iterdir()) and not args.force:
         raise UsageError(f"{args.out}: exists and is not empty; pass --force to replace it")
     cfg = load_config(AdaptConfig, args.config, args.overrides)
+    _check_before_work(args)
     run_adaptation(cfg, args.target, args.out, args.model, args.source,
                    export_overrides=args.export_set)
     return 0
+
+
+def _check_before_work(args: argparse.Namespace) -> None:
+    """--export-set is read now (an unknown key must not wait for the end of training), and
+    the work folders a killed run left beside --out are removed."""
+    from edge_ser.config import ConfigError, load_config
+    from edge_ser_export.config import ExportConfig
+    from edge_ser_export.package_builder import remove_abandoned
+
+    try:
+        load_config(ExportConfig, DEFAULT_EXPORT_CONFIG, args.export_set)
+    except ConfigError as exc:
+        raise UsageError(f"--export-set: {exc}") from None
+    for folder in remove_abandoned(args.out):
+        print(f"adapt: removed {folder}, left by an adaptation that did not finish",
+              file=sys.stderr)

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
                           threads=args.threads, config=config)
     settings = JobSettings(out_dir=str(args.out.resolve()), fingerprint=fingerprint(spec, roles),
                            default_roles=roles, force=args.force, plot=args.plot)
-    input_sets = out_folder.claim(args.out, out_folder.input_set(recordings), args.force)
+    input_sets = out_folder.claim(args.out, out_folder.input_set(args.inputs), args.force)
     try:
         save_resolved(config, args.out)
         write_json(args.out / BATCH_JSON, {
