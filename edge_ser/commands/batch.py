@@ -70,7 +70,6 @@ def run(args: argparse.Namespace) -> int:
     check_range("--workers", args.workers, 1, MAX_WORKERS)
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file; give a folder")
-    out_folder.prepare(args.out)  # OutputFolderError (a ValueError): one line, before any work
     roles = parse_roles(args.channels) if args.channels else None
     if args.plot:
         _require("matplotlib", "--plot needs matplotlib: pip install 'edge-ser[plot]'")
@@ -83,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if not recordings and not problems:
         raise UsageError("no recordings found in the inputs")
+    out_folder.prepare(args.out)  # OutputFolderError (a ValueError): one line, before any work
     build_recognizer(args, config).close()  # a bad model or backend fails here, once
     model = str(args.model.resolve()) if args.model else None  # workers may run elsewhere
     spec = RecognizerSpec(model=model, backend=args.backend,
