@@ -165,3 +165,17 @@ def test_eval_out_onto_a_file_fails_before_scoring(tmp_path, capsys, monkeypatch
     assert cli.main(["eval", "--data", str(tmp_path), "--out", "/proc/edge-ser-scores"]) == 2
     assert "cannot create the folder" in last_line(capsys.readouterr().err)
     assert scored == []
+
+
+def test_stream_jsonl_on_a_disk_that_fills_up_is_one_line(fake_model, tmp_path, capsys,
+                                                          monkeypatch):
+    from edge_ser.events import JsonlWriter
+
+    def full(self, event, **extra):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(JsonlWriter, "write", full)
+    target = tmp_path / "events.jsonl"
+    assert cli.main(["stream", str(DEMO), "--jsonl", str(target), "--quiet"]) == 1
+    assert last_line(capsys.readouterr().err) == (
+        f"edge-ser stream: error: --jsonl {target}: cannot write (No space left on device)")
