@@ -66,7 +66,7 @@ class BatchReport:
         return {"files": self.total, "done": self.count(DONE),
                 "already_complete": self.count(SKIPPED), "failed": self.failed,
                 "audio_s": self.audio_s, "elapsed_s": self.elapsed_s,
-                "x_real_time": self.speed}
+                "x_real_time": self.speed, "stopped": self.stopped}
 
     def line(self) -> str:
         unmatched = (f", {self.input_problems} input(s) matched nothing"
