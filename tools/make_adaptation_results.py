@@ -15,6 +15,10 @@ corpora as sources, the third as target: 3). Per seed:
   batch-norm statistics re-estimated on the target, and the eGeMAPS peer;
 - with --ablations, NNPM variants on the 6 single-source pairs (docs/nnpm.md).
 
+The experiment is `configs/adapt/table.yaml` (every cell's base) and the named override sets
+on top of it below: `SOURCE_TRAINING`, `SYSTEMS` (the columns) and `VARIANTS` (the NNPM
+ablations and candidates). The tools beside this one reuse its models and splits.
+
     python tools/make_adaptation_results.py --data ../shared/data [--seeds 0 1 2] [--ablations]
 
 Seeds can run in separate processes (`--seeds 0 --raw a.json`, `--seeds 1 --raw b.json`) and be
