@@ -5,6 +5,7 @@ and comparisons come from the numbers given; and the arithmetic of the tools bes
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -14,9 +15,21 @@ import torch
 
 from edge_ser.metrics import score
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+TOOLS = Path(__file__).resolve().parent.parent / "tools"
 
-import make_adaptation_results as table  # noqa: E402
+
+def tool(name: str):
+    """The module of `tools/<name>.py`, loaded from its path (tools are scripts, not a
+    package)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+table = tool("make_adaptation_results")
 
 
 def raw(seed: int, ua: dict[str, float]) -> dict:
@@ -118,66 +131,57 @@ def test_a_render_keeps_the_ablation_rows_named_in_their_order():
     assert "the first row is NNPM as configured" not in text  # no NNPM column here
 
 
-def test_the_configured_recipe_and_the_earlier_variants_resolve_as_documented():
-    """NNPM as configured labels as the source-free mode does, at 3e-3 and temperature 0.02; a
-    variant of the earlier recipe resolves to that recipe plus its one change, whatever the
-    file says now."""
+def test_the_table_runs_the_defaults_but_for_its_source_models_architecture():
+    """Every cell's base is the defaults with the source-only models trained without the
+    running input normalisation; NNPM's column is that base."""
     from edge_ser.config import load_config
     from edge_ser_train.adapt_config import AdaptConfig
 
     config = table.ROOT / "configs/adapt/table.yaml"
-    now = load_config(AdaptConfig, config, table.SYSTEMS["nnpm"][0])
-    labelled_as_source_free = load_config(AdaptConfig, config, table.SOURCE_FREE_LABELLING)
-    assert now == labelled_as_source_free and now.optim.lr == 0.003
-    assert not set(table.ABLATIONS) & set(table.EARLIER_VARIANTS)
-    earlier = load_config(AdaptConfig, config, table.EARLIER_VARIANTS["frozen_head"][0])
-    assert earlier.optim.lr == 0.001 and earlier.nnpm.label_memory == "slots"
-    assert earlier.nnpm.select_share == 0.2 and not earlier.nnpm.vote_views
-    assert earlier.nnpm.classifier_lr == 0.0  # the one change, applied last
-    assert earlier.nnpm.temperature == 0.05 and now.nnpm.temperature == 0.02
-    sf_like = load_config(AdaptConfig, config, table.EARLIER_VARIANTS["sf_like_lr0.003"][0])
-    assert sf_like == dataclasses.replace(
-        now, nnpm=dataclasses.replace(now.nnpm, temperature=0.05))  # the recipe before 0.02
-    adopted = load_config(AdaptConfig, config, table.VARIANTS["tau0.02"][0])
-    assert adopted == now
+    base = load_config(AdaptConfig, config)
+    default = AdaptConfig()
+    assert base == dataclasses.replace(
+        default, model=dataclasses.replace(default.model, norm_window_s=0.0))
+    assert load_config(AdaptConfig, config, table.SYSTEMS["nnpm"][0]) == base
+    source = load_config(AdaptConfig, config, table.SOURCE_TRAINING)
+    assert (source.method, source.optim.epochs, source.optim.warmup_epochs) == ("source", 20, 2)
 
 
-def test_each_candidate_is_one_change_to_nnpm_as_it_was_measured_against():
-    """A candidate differs from NNPM as configured before 2 centroids per class became the
-    default (`CANDIDATE_BASE`) in the one setting its name says; the adopted one and the
-    ablation back to 4 centroids are one change from NNPM as configured now."""
+def test_each_variant_is_one_change_to_nnpm_as_it_was_measured_against():
+    """An ablation differs from NNPM as configured in the one setting its name says, a
+    candidate from NNPM as configured before 2 centroids per class became the default
+    (`CANDIDATE_BASE`); the adopted ones are the default itself."""
     from edge_ser.config import load_config, to_dict
     from edge_ser_train.adapt_config import AdaptConfig
 
     config = table.ROOT / "configs/adapt/table.yaml"
     nnpm = table.SYSTEMS["nnpm"][0]
-    now = to_dict(load_config(AdaptConfig, config, nnpm))["nnpm"]
-    before = to_dict(load_config(AdaptConfig, config, nnpm + table.CANDIDATE_BASE))["nnpm"]
-    assert now["label_centroids"] == 2 and before["label_centroids"] == 4
-    others = (set(table.ABLATIONS) | set(table.MOOT) | set(table.ADOPTED)
-              | set(table.EARLIER_VARIANTS))
-    assert not set(table.CANDIDATES) & others  # a shared name would hide one of them
+
+    def flat(cfg) -> dict:
+        d = to_dict(cfg)
+        return {**{f"nnpm.{k}": v for k, v in d["nnpm"].items()},
+                **{f"optim.{k}": v for k, v in d["optim"].items()}}
+
+    now = flat(load_config(AdaptConfig, config, nnpm))
+    before = flat(load_config(AdaptConfig, config, nnpm + table.CANDIDATE_BASE))
 
     def changed(base, overrides):
-        cfg = to_dict(load_config(AdaptConfig, config, nnpm + overrides))["nnpm"]
+        cfg = flat(load_config(AdaptConfig, config, nnpm + overrides))
         return {k: v for k, v in cfg.items() if base[k] != v}
 
+    assert now["nnpm.label_centroids"] == 2 and before["nnpm.label_centroids"] == 4
+    for name, (overrides, _) in table.ABLATIONS.items():
+        assert len(changed(now, overrides)) == 1, name
+        assert changed(now, overrides).get("nnpm.k", 0) < 8, name  # k >= 8 votes as 10
     for name, (overrides, _) in table.CANDIDATES.items():
-        assert name in table.VARIANTS and not name.startswith("nnpm_sf")
         assert len(changed(before, overrides)) == 1, name
-    assert changed(before, table.CANDIDATES["centroids8"][0]) == {"label_centroids": 8}
-    assert changed(before, table.CANDIDATES["tau0.03"][0]) == {"temperature": 0.03}
-    assert changed(before, table.CANDIDATES["adversarial"][0]) == {"adversarial_weight": 1.0}
-    assert changed(before, table.ADOPTED["centroids2"][0]) == {"label_centroids": 2}
-    assert changed(now, table.ADOPTED["centroids2"][0]) == {}
-    assert changed(now, table.ABLATIONS["centroids4"][0]) == {"label_centroids": 4}
-    centroids = 4 * now["label_centroids"]  # 4 classes
-    assert now["label_memory"] == "centroids" and now["k"] >= centroids
-    for name, (overrides, _) in table.ABLATIONS.items():  # --ablations runs no copy of NNPM
-        full = load_config(AdaptConfig, config, nnpm + overrides)
-        assert full != load_config(AdaptConfig, config, nnpm), name
-        assert changed(now, overrides).get("k", 0) < centroids, name  # k >= 8 votes as 10
-    assert changed(now, table.MOOT["k30"][0]) == {"k": 30}  # 30 and 10 both take all 8
+    assert changed(now, table.ABLATIONS["centroids4"][0]) == {"nnpm.label_centroids": 4}
+    assert changed(now, table.ABLATIONS["no_memory_loss"][0]) == {"nnpm.memory_weight": 0.0}
+    assert changed(before, table.CANDIDATES["centroids8"][0]) == {"nnpm.label_centroids": 8}
+    assert all(changed(now, overrides) == {} for overrides, _ in table.ADOPTED.values())
+    assert changed(now, table.MOOT["k30"][0]) == {"nnpm.k": 30}  # 30 and 10 both take all 8
+    assert len(table.VARIANTS) == (len(table.ABLATIONS) + len(table.MOOT) + len(table.ADOPTED)
+                                   + len(table.CANDIDATES))  # no name hides another
 
 
 def test_an_experiment_configures_each_system_from_the_file_as_it_was_read(tmp_path):
@@ -190,12 +194,13 @@ def test_an_experiment_configures_each_system_from_the_file_as_it_was_read(tmp_p
 
     config = tmp_path / "table.yaml"
     config.write_text((table.ROOT / "configs/adapt/table.yaml").read_text())
-    overrides = table.EARLIER_VARIANTS["frozen_head"][0]
+    overrides = table.ABLATIONS["tau0.05"][0]
     experiment = SimpleNamespace(base=load_config(AdaptConfig, config, ["optim.threads=1"]))
     expected = load_config(AdaptConfig, config, ["optim.threads=1", *overrides, "optim.seed=3"])
     assert table.Experiment.config(experiment, 3, overrides) == expected
-    config.write_text(config.read_text().replace("temperature: 0.02", "temperature: 0.5"))
-    assert table.Experiment.config(experiment, 3, []).nnpm.temperature == 0.02
+    config.write_text(config.read_text().replace("norm_window_s: 0.0", "norm_window_s: 0.5"))
+    assert load_config(AdaptConfig, config).model.norm_window_s == 0.5
+    assert table.Experiment.config(experiment, 3, []).model.norm_window_s == 0.0
 
 
 def test_source_cache_key_follows_the_training_configuration_and_clips():
@@ -213,12 +218,12 @@ def test_source_cache_key_follows_the_training_configuration_and_clips():
     more = clips + [SimpleNamespace(corpus="emodb", path=Path("b.wav"), label="angry")]
     assert table.source_cache_key(base, more) != key
     other_nnpm = load_config(AdaptConfig, None,
-                             table.SOURCE_TRAINING + ["optim.seed=0", "nnpm.anchor=0.5"])
+                             table.SOURCE_TRAINING + ["optim.seed=0", "nnpm.k=3"])
     assert table.source_cache_key(other_nnpm, clips) == key
 
 
 def test_confusion_counts_reference_rows_and_predicted_columns():
-    import adaptation_confusion
+    adaptation_confusion = tool("adaptation_confusion")
 
     references = np.array([0, 0, 1, 2, 2, 2])
     predictions = np.array([0, 1, 1, 0, 2, 2])
@@ -232,12 +237,11 @@ def test_confusion_counts_reference_rows_and_predicted_columns():
 
 
 def test_package_scores_classifier_way_is_the_tables_prediction_and_fusion_follows_the_bank():
-    import adaptation_package_scores as package_scores
-
+    package_scores = tool("adaptation_package_scores")
     from edge_ser_export.config import ExportConfig
     from edge_ser_export.memory_bank import build_memory_bank, clip_embeddings
     from edge_ser_export.sweep import pooled_whole_clips
-    from edge_ser_train.adapt import predict, reestimate_bn_statistics
+    from edge_ser_train.inference import predict, reestimate_bn_statistics
     from edge_ser_train.model import EmotionModel, ModelConfig
 
     torch.manual_seed(0)

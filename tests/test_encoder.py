@@ -14,7 +14,7 @@ TOLERANCE = 1e-5  # float32 conv sums in a different order (chunked vs whole): ~
 
 def make_model(arch: str) -> EmotionModel:
     torch.manual_seed(0)
-    norm = ["model.norm_window_s=0.3"] if arch == "tcn-norm" else []
+    norm = ["model.norm_window_s=0.3" if arch == "tcn-norm" else "model.norm_window_s=0"]
     cfg = load_config(TrainConfig, None, [f"model.arch={arch.split('-')[0]}", "model.channels=32",
                                           "model.embedding_dim=16"] + norm)
     model = EmotionModel(cfg.model, 64, 4)

@@ -31,9 +31,8 @@ FP32_TOLERANCE = 1e-4  # float32 sums in another order; ~1e-5 seen over hundreds
 def small_model(arch: str = "tcn", seed: int = 0) -> EmotionModel:
     torch.manual_seed(seed)
     overrides = [f"model.arch={arch.split('-')[0]}", "model.channels=16",
-                 "model.embedding_dim=8", "model.dilations=[1,2,4]", "model.gru_layers=1"]
-    if arch == "tcn-norm":
-        overrides.append("model.norm_window_s=0.2")
+                 "model.embedding_dim=8", "model.dilations=[1,2,4]", "model.gru_layers=1",
+                 f"model.norm_window_s={0.2 if arch == 'tcn-norm' else 0}"]
     model = EmotionModel(load_config(TrainConfig, None, overrides).model, contract.N_MELS,
                          len(LABELS))
     with torch.no_grad():  # non-trivial normalisation and BatchNorm statistics

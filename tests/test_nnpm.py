@@ -134,105 +134,6 @@ def test_class_balanced_weights_give_every_pseudo_class_the_same_total():
     assert w.mean().item() == pytest.approx(pseudo.confidence.mean().item())
 
 
-def test_diversity_loss_is_zero_for_balanced_and_log_k_for_collapsed_batches():
-    balanced = torch.eye(4) * 50
-    collapsed = torch.zeros(4, 4)
-    collapsed[:, 2] = 50
-    assert nnpm.diversity_loss(balanced).item() == pytest.approx(0.0, abs=1e-5)
-    assert nnpm.diversity_loss(collapsed).item() == pytest.approx(math.log(4), abs=1e-5)
-
-
-def test_class_balanced_weights_over_the_kept_utterances_only():
-    shares = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])
-    pseudo = nnpm.pseudo_multilabels(shares, "single")
-    keep = torch.tensor([True, False, True, True])
-    w = nnpm.class_balanced_weights(pseudo, keep)
-    assert w[1].item() == 0.0
-    # class 0 keeps 0.9 + 0.6 = 1.5, class 1 keeps 0.7; both get half of 2.2
-    assert (w[0] + w[2]).item() == pytest.approx(1.1) and w[3].item() == pytest.approx(1.1)
-    assert w[0].item() / w[2].item() == pytest.approx(0.9 / 0.6)
-
-
-def _pseudo(top, confidence, n_classes=2):
-    top = torch.tensor(top)
-    confidence = torch.tensor(confidence)
-    shares = F.one_hot(top, n_classes).float() * confidence[:, None]
-    return nnpm.PseudoLabels(sets=F.one_hot(top, n_classes).bool(), top=top,
-                             confidence=confidence, shares=shares)
-
-
-def test_confident_selection_keeps_the_same_share_of_every_pseudo_class():
-    pseudo = _pseudo([0, 0, 0, 0, 1, 1], [0.9, 0.5, 0.7, 0.6, 0.4, 0.8])
-    assert nnpm.select_confident(pseudo, 0.5).tolist() == [True, False, True, False, False, True]
-    # at least one per class, however small the share
-    assert nnpm.select_confident(pseudo, 0.1).tolist() == [True, False, False, False, False, True]
-    assert nnpm.select_confident(pseudo, 1.0).all()
-    with pytest.raises(ValueError, match="share"):
-        nnpm.select_confident(pseudo, 0.0)
-
-
-def test_selected_share_grows_linearly_over_the_refreshes():
-    assert nnpm.scheduled_share(0.2, 0.5, 0, 5) == pytest.approx(0.2)
-    assert nnpm.scheduled_share(0.2, 0.5, 2, 5) == pytest.approx(0.35)
-    assert nnpm.scheduled_share(0.2, 0.5, 4, 5) == pytest.approx(0.5)
-    assert nnpm.scheduled_share(0.2, 0.5, 0, 1) == pytest.approx(0.2)
-
-
-def test_label_propagation_known_answer_on_two_mutual_neighbours():
-    feats = unit([1, 0.1], [1, 0])
-    shares = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    assert torch.equal(nnpm.propagate_shares(shares, feats, k=1, alpha=0.0, temperature=0.05),
-                       shares)
-    # Q_a = (1 - a) q_a + a Q_b and back: with a = 0.5, Q_a = (2 q_a + q_b) / 3
-    q = nnpm.propagate_shares(shares, feats, k=1, alpha=0.5, temperature=0.05, iterations=60)
-    assert torch.allclose(q, torch.tensor([[2 / 3, 1 / 3], [1 / 3, 2 / 3]]), atol=1e-6)
-
-
-def test_label_propagation_lets_a_cluster_outvote_an_odd_memory_vote():
-    # three utterances close together; the memory votes class 0 for two and class 1 for one
-    feats = unit([1, 0, 0], [1, 0.05, 0], [1, 0, 0.05], [0, 1, 0])
-    shares = torch.tensor([[0.8, 0.2], [0.7, 0.3], [0.4, 0.6], [0.1, 0.9]])
-    q = nnpm.propagate_shares(shares, feats, k=2, alpha=0.8, temperature=0.05)
-    assert torch.allclose(q.sum(1), torch.ones(4))
-    assert q[:3].argmax(1).tolist() == [0, 0, 0]
-
-
-def test_confident_selection_among_eligible_utterances_only():
-    pseudo = _pseudo([0, 0, 0, 0, 1, 1], [0.9, 0.5, 0.7, 0.6, 0.4, 0.8])
-    eligible = torch.tensor([False, True, True, True, True, False])
-    # class 0: half of its 3 eligible (rounded up: 2), the most confident 0.7 and 0.6;
-    # class 1: its one eligible utterance, though less confident than the ineligible one
-    assert nnpm.select_confident(pseudo, 0.5, eligible).tolist() == [
-        False, False, True, True, True, False]
-    assert nnpm.select_confident(pseudo, 1.0, eligible).tolist() == eligible.tolist()
-    # a class with no eligible utterance keeps none
-    none_of_1 = torch.tensor([True, True, True, True, False, False])
-    assert not nnpm.select_confident(pseudo, 1.0, none_of_1)[4:].any()
-    assert not nnpm.select_confident(pseudo, 0.5, none_of_1)[4:].any()
-
-
-def test_anchored_shares_blend_with_the_first_ones():
-    first = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
-    now = torch.tensor([[0.0, 1.0], [0.9, 0.1]])
-    assert torch.allclose(nnpm.anchored_shares(now, first, 0.25),
-                          torch.tensor([[0.25, 0.75], [0.8, 0.2]]))
-    assert torch.equal(nnpm.anchored_shares(now, first, 0.0), now)
-    assert torch.equal(nnpm.anchored_shares(now, None, 0.5), now)
-    assert torch.equal(nnpm.anchored_shares(now, first, 1.0), first)
-
-
-def test_equipartitioned_shares_move_the_least_sure_clip_of_an_over_predicted_class():
-    # three of four utterances vote class 0; the least sure of them moves to class 1
-    shares = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.1, 0.9]])
-    balanced = nnpm.equipartitioned_shares(shares)
-    assert torch.allclose(balanced.sum(dim=1), torch.ones(4), atol=1e-5)
-    assert torch.allclose(balanced.sum(dim=0), torch.full((2,), 2.0), atol=1e-3)
-    assert balanced.argmax(dim=1).tolist() == [0, 0, 1, 1]
-    # shares that are balanced already stay as they are
-    even = torch.tensor([[0.7, 0.3], [0.3, 0.7]])
-    assert torch.allclose(nnpm.equipartitioned_shares(even), even, atol=1e-5)
-
-
 def test_centroid_memory_finds_each_class_clusters():
     # class 0: two tight clusters around e0 and e1; class 1: one around e2
     basis = torch.eye(3)
@@ -253,16 +154,33 @@ def test_centroid_memory_finds_each_class_clusters():
     assert len(SourceMemory.from_features(basis[:2], torch.tensor([0, 1]), 2).centroids(4)) == 2
 
 
-def test_target_prototypes_known_answer_and_a_cluster_outvotes_an_odd_vote():
-    # two target clusters along x and y; the memory voted class 0 for three of the x clips and
-    # class 1 for the fourth, and class 1 for every y clip
-    feats = unit([1, 0.1], [1, 0], [1, -0.1], [1, 0.05], [0.1, 1], [0, 1])
-    shares = torch.tensor([[1.0, 0.0]] * 3 + [[0.0, 1.0]] * 3)
-    assert torch.equal(nnpm.target_prototype_shares(shares, feats, 0, 0.05), shares)
-    one = nnpm.target_prototype_shares(shares, feats, 1, 0.05)
-    f = F.normalize(feats, dim=1)
-    protos = F.normalize(shares.T @ f, dim=1)
-    assert torch.allclose(one, torch.softmax(f @ protos.T / 0.05, dim=1), atol=1e-6)
-    assert torch.allclose(one.sum(1), torch.ones(6))
-    # the odd x clip (index 3) joins its own cluster's class
-    assert one.argmax(1).tolist() == [0, 0, 0, 0, 1, 1]
+def test_target_loss_terms_on_random_tensors_known_answer_and_scale():
+    torch.manual_seed(0)
+    logits, embedding = torch.randn(6, 4), torch.randn(6, 5)
+    sets = torch.rand(6, 4) > 0.5
+    sets[torch.arange(6), logits.argmax(1)] = True  # never empty
+    weights = torch.rand(6)
+    memory = SourceMemory.from_features(torch.randn(8, 5), torch.arange(8) % 4, 4)
+    terms = nnpm.target_loss_terms(logits, embedding, sets, weights, memory, 0.1, scale=0.5)
+    assert list(terms) == ["ml", "ml_mem"]
+    assert terms["ml"].item() == pytest.approx(
+        0.5 * nnpm.multilabel_loss(logits, sets, weights).item())
+    log_p = nnpm.class_log_probs(memory.similarities(embedding), memory.labels, 4, 0.1)
+    assert terms["ml_mem"].item() == pytest.approx(
+        0.5 * nnpm.multilabel_loss(log_p, sets, weights).item())
+    # the memory term pulls a target feature toward the slots of its candidate classes
+    embedding.requires_grad_(True)
+    one = torch.zeros(1, 4, dtype=torch.bool)
+    one[0, 2] = True
+    loss = nnpm.target_loss_terms(logits[:1], embedding[:1], one, None, memory, 0.1, 1.0)
+    loss["ml_mem"].backward()
+    before = nnpm.class_log_probs(memory.similarities(embedding[:1]), memory.labels, 4, 0.1)
+    moved = embedding[:1] - 0.01 * embedding.grad[:1]
+    after = nnpm.class_log_probs(memory.similarities(moved), memory.labels, 4, 0.1)
+    assert after[0, 2] > before[0, 2]
+
+
+def test_the_target_loss_ramps_up_over_the_ramp_epochs():
+    assert [nnpm.ramp(e, 1) for e in range(3)] == [0.5, 1.0, 1.0]
+    assert [nnpm.ramp(e, 3) for e in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert nnpm.ramp(0, 0) == 1.0

@@ -35,7 +35,7 @@ from make_adaptation_results import (  # noqa: E402
     name_of,
 )
 
-from edge_ser_train.adapt import predict  # noqa: E402
+from edge_ser_train.inference import predict  # noqa: E402
 from edge_ser_train.corpus import labelled  # noqa: E402
 
 CONFUSION_SYSTEMS = ("source", "source_bn", "dann", "nnpm")

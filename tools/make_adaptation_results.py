@@ -15,6 +15,10 @@ corpora as sources, the third as target: 3). Per seed:
   batch-norm statistics re-estimated on the target, and the eGeMAPS peer;
 - with --ablations, NNPM variants on the 6 single-source pairs (docs/nnpm.md).
 
+The experiment is `configs/adapt/table.yaml` (every cell's base) and the named override sets
+on top of it below: `SOURCE_TRAINING`, `SYSTEMS` (the columns) and `VARIANTS` (the NNPM
+ablations and candidates). The tools beside this one reuse its models and splits.
+
     python tools/make_adaptation_results.py --data ../shared/data [--seeds 0 1 2] [--ablations]
 
 Seeds can run in separate processes (`--seeds 0 --raw a.json`, `--seeds 1 --raw b.json`) and be
@@ -37,30 +41,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edge_ser.atomic_write import write_text_atomic
+from edge_ser.config import apply_overrides, from_dict, load_config, to_dict
+from edge_ser.contract import N_MELS
+from edge_ser.metrics import score
+from edge_ser_export.config import MemoryBankConfig
+from edge_ser_export.memory_bank import build_memory_bank, clip_embeddings
+from edge_ser_train.adapt import AdaptData, adapt, target_pseudo_labels
+from edge_ser_train.adapt_config import AdaptConfig
+from edge_ser_train.corpus import labelled, read_corpus, speaker_split
+from edge_ser_train.inference import embed_domain, predict, reestimate_bn_statistics
+from edge_ser_train.memory import SourceMemory
+from edge_ser_train.model import EmotionModel
+from edge_ser_train.run import UNCOMMITTED, git_commit
+from edge_ser_train.views import load_views
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from edge_ser.atomic_write import write_text_atomic  # noqa: E402
-from edge_ser.config import apply_overrides, from_dict, load_config, to_dict  # noqa: E402
-from edge_ser.contract import N_MELS  # noqa: E402
-from edge_ser.metrics import score  # noqa: E402
-from edge_ser_export.config import MemoryBankConfig  # noqa: E402
-from edge_ser_export.memory_bank import build_memory_bank, clip_embeddings  # noqa: E402
-from edge_ser_train.adapt import (  # noqa: E402
-    AdaptData,
-    adapt,
-    embed_domain,
-    predict,
-    reestimate_bn_statistics,
-    target_pseudo_labels,
-)
-from edge_ser_train.adapt_config import AdaptConfig  # noqa: E402
-from edge_ser_train.corpus import labelled, read_corpus, speaker_split  # noqa: E402
-from edge_ser_train.memory import SourceMemory  # noqa: E402
-from edge_ser_train.model import EmotionModel  # noqa: E402
-from edge_ser_train.run import UNCOMMITTED, git_commit  # noqa: E402
-from edge_ser_train.views import load_views  # noqa: E402
-
 CORPORA = ("emodb", "urdu", "turev")
 PAIRS = tuple(((s,), t) for s in CORPORA for t in CORPORA if s != t)
 LOLO = tuple((tuple(c for c in CORPORA if c != t), t) for t in CORPORA)
@@ -94,26 +90,12 @@ SYSTEM_NOTES = (
     "bank (4 centroids per class, as a model package ships), with no source loss, as "
     "`edge-ser adapt` runs without `--source`; *eGeMAPS peer*: openSMILE eGeMAPSv02 "
     "functionals + logistic regression on the same source clips.")
-SOURCE_FREE_LABELLING = ["nnpm.label_memory=centroids", "nnpm.vote_views=true",
-                         "nnpm.select_share=1", "nnpm.select_share_end=1", "nnpm.classifier_lr=0"]
-"""Full NNPM labelling the target as the source-free mode does: a few centroids per class, the
-vote over the augmented views, every label, the classifier head frozen."""
-KNN_LABELLING = ["nnpm.label_memory=slots", "nnpm.vote_views=false", "nnpm.select_share=0.2",
-                 "nnpm.select_share_end=0.5", "nnpm.classifier_lr=1"]
-"""The target labelled by the k nearest memory slots on the clean clip, the 20% (rising to 50%)
-most confident per class trained on, the head training with the rest."""
-EARLIER_RECIPE = ["optim.lr=0.001", "nnpm.temperature=0.05"] + KNN_LABELLING
-"""NNPM as the table ran it before the recipe above became the default: `KNN_LABELLING` at
-1e-3, temperature 0.05. The variants measured against it keep it, so their recorded commands
-still reproduce them (docs/adaptation_variants.md, the studies in docs/nnpm.md)."""
 ABLATIONS = {  # one change to NNPM as configured: name -> (overrides, description)
     "no_memory_loss": (["nnpm.memory_weight=0"], "memory loss off"),
     "single": (["nnpm.pseudo_label=single"], "single pseudo-label"),
     "k3": (["nnpm.k=3"], "k = 3"),
     "tau0.05": (["nnpm.temperature=0.05"], "temperature 0.05"),
     "tau0.2": (["nnpm.temperature=0.2"], "temperature 0.2"),
-    "knn_slots": (KNN_LABELLING, "labelled by the k nearest slots, most confident 20-50%, head "
-                  "trained"),
     "lr0.001": (["optim.lr=0.001"], "learning rate 1e-3"),
     "centroids4": (["nnpm.label_centroids=4"], "4 centroids per class label the target"),
 }
@@ -130,85 +112,17 @@ candidates over 5 seeds: docs/adaptation_candidates.md); kept so that their runs
 their commands run."""
 CANDIDATE_BASE = ["nnpm.label_centroids=4"]
 """NNPM as configured when the candidates below were measured (before `centroids2`)."""
-_CANDIDATES = {  # one change each, tried for a better default (docs/nnpm.md)
-    "adversarial": (["nnpm.adversarial_weight=1"], "with DANN's language classifier"),
-    "centroids8": (["nnpm.label_centroids=8"], "8 centroids per class label the target"),
-    "min_share0.3": (["nnpm.min_share=0.3"], "a candidate class needs 30% of the vote"),
-    "memory_target2": (["nnpm.memory_target_weight=2"], "the target's memory term at weight 2"),
-    "tau0.03": (["nnpm.temperature=0.03"], "temperature 0.03"),
-}
-
-
-def on_top_of(base: list[str], changes: dict) -> dict:
-    """`changes` (name -> (overrides, description)) with `base`'s overrides first."""
-    return {name: (base + overrides, description)
-            for name, (overrides, description) in changes.items()}
-
-
-CANDIDATES = on_top_of(CANDIDATE_BASE, _CANDIDATES)
+CANDIDATES = {  # one change each from CANDIDATE_BASE, tried for a better default
+    name: (CANDIDATE_BASE + overrides, description) for name, (overrides, description) in {
+        "centroids8": (["nnpm.label_centroids=8"], "8 centroids per class label the target"),
+        "min_share0.3": (["nnpm.min_share=0.3"], "a candidate class needs 30% of the vote"),
+        "tau0.03": (["nnpm.temperature=0.03"], "temperature 0.03"),
+    }.items()}
 """Run by name with --variants; measured on the 6 pairs against `CANDIDATE_BASE`, whose runs
-they stay comparable with (docs/adaptation_candidates.md)."""
-_EARLIER = {  # name -> (overrides on top of EARLIER_RECIPE, description)
-    "all_labels": (["nnpm.select_share=1", "nnpm.select_share_end=1"],
-                   "every pseudo-label (no confident selection)"),
-    "propagation": (["nnpm.propagation=0.5"], "label propagation on the target, alpha 0.5"),
-    "anchor0.5": (["nnpm.anchor=0.5"], "pseudo-labels anchored to the first ones, a = 0.5"),
-    "agreement": (["nnpm.agreement=true"], "only clips where memory vote and classifier agree"),
-    "vote_views": (["nnpm.vote_views=true"],
-                   "memory vote averaged over the clean clip and its augmented views"),
-    "all_labels_vote_views": (["nnpm.select_share=1", "nnpm.select_share_end=1",
-                               "nnpm.vote_views=true"],
-                              "every pseudo-label, memory vote over the views (as without "
-                              "source audio)"),
-    "all_labels_single": (["nnpm.select_share=1", "nnpm.select_share_end=1",
-                           "nnpm.pseudo_label=single"],
-                          "every pseudo-label, single pseudo-label"),
-    "nnpm_sf_single": (["nnpm.pseudo_label=single"],
-                       "no source audio, single pseudo-label"),
-    "equipartition": (["nnpm.equipartition=true"],
-                      "vote shares rebalanced to equal class totals (Sinkhorn-Knopp)"),
-    "nnpm_sf_equipartition": (["nnpm.equipartition=true"],
-                              "no source audio, vote shares rebalanced to equal class totals"),
-    "mixed_bn": (["batchnorm=mixed", "target_bn_stats=false"],
-                 "mixed batch norm (one batch of both, running statistics at test time)"),
-    "nnpm_sf_clean_vote": (["nnpm.vote_views_without_source=false"],
-                           "no source audio, memory vote on the clean clip only"),
-    "nnpm_sf_select": (["nnpm.select_without_source=true"],
-                       "no source audio, with confident selection"),
-    "frozen_head": (["nnpm.classifier_lr=0"],
-                    "classifier head frozen while adapting (as without source audio)"),
-    "teacher0.95": (["nnpm.teacher_momentum=0.95"],
-                    "mean teacher (weight EMA 0.95 per step) labels the target and is the model"),
-    "teacher0.95_labels": (["nnpm.teacher_momentum=0.95", "nnpm.teacher_is_model=false"],
-                           "mean teacher (EMA 0.95) labels the target; the student is the model"),
-    "centroids": (["nnpm.label_memory=centroids"],
-                  "target labelled against 4 centroids per class of the memory"),
-    "classifier_vote0.5": (["nnpm.classifier_vote=0.5"],
-                           "vote shares half memory, half classifier"),
-    "source_weight0.3": (["nnpm.source_weight=0.3"], "source losses at 0.3 while adapting"),
-    "diversity1": (["nnpm.diversity_weight=1"], "diversity term, weight 1"),
-    "lr0.003": (["optim.lr=0.003"], "learning rate 3e-3"),
-    "sf_like": (SOURCE_FREE_LABELLING, "labelled as without source audio (centroids, view "
-                "vote, every label, head frozen)"),
-    "sf_like_lr0.003": (SOURCE_FREE_LABELLING + ["optim.lr=0.003"],
-                        "labelled as without source audio, learning rate 3e-3"),
-    "nnpm_sf_lr0.003": (["optim.lr=0.003"], "no source audio, learning rate 3e-3"),
-    "lr0.003_adversarial": (["optim.lr=0.003", "nnpm.adversarial_weight=1"],
-                            "learning rate 3e-3, with DANN's language classifier"),
-    "sf_like_lr0.003_adversarial_prototypes": (
-        SOURCE_FREE_LABELLING + ["optim.lr=0.003", "nnpm.adversarial_weight=1",
-                                 "nnpm.target_prototypes=1"],
-        "labelled as without source audio, learning rate 3e-3, with DANN's language "
-        "classifier, votes re-read from target prototypes"),
-    "sf_like_lr0.003_adversarial": (SOURCE_FREE_LABELLING + ["optim.lr=0.003",
-                                                             "nnpm.adversarial_weight=1"],
-                                    "labelled as without source audio, learning rate 3e-3, "
-                                    "with DANN's language classifier"),
-}
-EARLIER_VARIANTS = on_top_of(EARLIER_RECIPE, _EARLIER)
-"""Variants of `EARLIER_RECIPE`, each one change from it; run by name with --variants."""
-VARIANTS = {**ABLATIONS, **MOOT, **ADOPTED, **CANDIDATES, **EARLIER_VARIANTS}
-"""A name starting with nnpm_sf runs NNPM without source audio (as the nnpm_sf column)."""
+they stay comparable with (docs/adaptation_candidates.md; the candidates of options since
+retired are in that table only)."""
+VARIANTS = {**ABLATIONS, **MOOT, **ADOPTED, **CANDIDATES}
+"""Every named variant of NNPM, each overrides on top of NNPM as configured."""
 
 
 ADAPTATION_ONLY = ("nnpm", "dann", "target")
@@ -335,7 +249,7 @@ class Experiment:
             return model, None
         cfg = self.config(seed, overrides)
         memory = None
-        if name.startswith("nnpm_sf"):  # the model's memory bank, no source utterances
+        if name == "nnpm_sf":  # the model's memory bank, no source utterances
             memory = self.package_memory(source_model, source_clips)
             data = AdaptData(labels=data.labels, target_views=data.target_views)
         result = adapt(cfg, data, model=copy.deepcopy(source_model), memory=memory,
@@ -369,8 +283,7 @@ class Experiment:
         memory = SourceMemory.from_features(
             source_emb, np.array([self.labels.index(c.label) for c in clips]), len(self.labels))
         pseudo, _ = target_pseudo_labels(self.base, model, memory,
-                                         [self.views[c.path] for c in adapt_clips],
-                                         views=self.base.nnpm.vote_views)
+                                         [self.views[c.path] for c in adapt_clips])
         return self.labelled_ua(pseudo.top.numpy(), adapt_clips)
 
     def score(self, model, scored: dict) -> dict[str, float]:

@@ -29,7 +29,8 @@ from edge_ser.atomic_write import write_text_atomic
 from edge_ser.config import load_config, save_resolved, to_dict
 from edge_ser_export.adapted_data import AdaptedExportData, FeatureItem
 from edge_ser_export.config import ExportConfig
-from edge_ser_train.adapt import AdaptData, AdaptResult, adapt, predict
+from edge_ser_train.adapt import AdaptData, AdaptResult, adapt
+from edge_ser_train.inference import predict
 from edge_ser_train.adapt_config import AdaptConfig
 from edge_ser_train.config import TrainConfig
 from edge_ser_train.corpus import CorpusError, describe, labelled, read_corpus

@@ -1,4 +1,8 @@
-"""The training configuration: frozen dataclasses loaded strictly from `configs/train/*.yaml`."""
+"""The training configuration: frozen dataclasses loaded strictly from `configs/train/*.yaml`.
+
+These defaults are the default recipe; `configs/train/default.yaml` is their documented copy (a
+test holds the two equal) and `configs/train/release.yaml` the shipping model's changes to it.
+"""
 
 from __future__ import annotations
 
@@ -42,7 +46,7 @@ class AugmentConfig:
 class ModelConfig:
     arch: str = setting("tcn", choices=("tcn", "gru"))
     stride: int = setting(2, min=1, max=4, help="TCN stem subsampling of the 100 Hz frames")
-    norm_window_s: float = setting(0.0, min=0.0, max=10.0,
+    norm_window_s: float = setting(1.0, min=0.0, max=10.0,
                                    help="causal running-mean normalisation window; 0 = off")
     channels: int = setting(128, min=8, max=512)
     kernel: int = setting(3, min=2, max=9)
@@ -56,7 +60,9 @@ class ModelConfig:
 class OptimConfig:
     seed: int = setting(0, min=0)
     epochs: int = setting(30, min=1, max=1000)
-    batch_size: int = setting(32, min=1, max=4096)
+    batch_size: int = setting(32, min=2, max=4096,
+                              help="examples per training batch; at least 2, as batch norm "
+                              "needs two values per channel to normalise")
     lr: float = setting(3e-3, min=1e-6, max=1.0)
     weight_decay: float = setting(1e-3, min=0.0, max=1.0)
     warmup_epochs: int = setting(2, min=0, max=100)
