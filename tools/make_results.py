@@ -18,17 +18,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from edge_ser_train.config import TrainConfig
+from edge_ser_train.corpus import labelled, read_corpus, speaker_split
+from edge_ser_train.evaluate import clip_features, score_model
+from edge_ser_train.run import git_commit
+from edge_ser_train.trainer import train
+
+from edge_ser.atomic_write import write_text_atomic
+from edge_ser.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from edge_ser.atomic_write import write_text_atomic  # noqa: E402
-from edge_ser.config import load_config  # noqa: E402
-from edge_ser_train.config import TrainConfig  # noqa: E402
-from edge_ser_train.corpus import labelled, read_corpus, speaker_split  # noqa: E402
-from edge_ser_train.evaluate import clip_features, score_model  # noqa: E402
-from edge_ser_train.run import git_commit  # noqa: E402
-from edge_ser_train.trainer import edge_ser_train  # noqa: E402
 
 CORPORA = ("emodb", "urdu", "turev")
 
