@@ -103,9 +103,10 @@ def run(args: argparse.Namespace) -> int:
     except WorkerError as exc:
         print(f"edge-ser batch: error: {exc}", file=sys.stderr)
         return 1
+    out = args.out.resolve()  # the same folder whichever directory the user is in next
     print(f"batch: finished {report.line()}, in {format_duration(report.elapsed_s)}; "
-          f"outputs in {args.out}" + (f", failures in {args.out / 'errors.jsonl'}"
-                                       if report.failed else ""), file=sys.stderr)
+          f"outputs in {out}" + (f", failures in {out / 'errors.jsonl'}"
+                                 if report.failed else ""), file=sys.stderr)
     return 1 if report.failed else 0
 
 
