@@ -3,7 +3,7 @@
 The sections `augment`, `model` and `optim` are the training ones (`train.config`), so an
 adapted model is trained with exactly the recipe a supervised one is. `model` is used only when
 the model is trained from scratch (the experiment table); `edge-ser adapt --model` keeps the
-architecture of the model it starts from. Why each default is what it is: `docs/adaptation.md`.
+architecture of the model it starts from. Why each default is what it is: `docs/nnpm.md`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """How right NNPM's first pseudo-labels are, before any adaptation, under several labellings.
 
-    python -m tools.studies.first_pseudo_labels --data ../shared/data --seeds 0 1 2 3 4 \
+    python tools/first_pseudo_labels.py --data ../shared/data --seeds 0 1 2 3 4 \
         --source-cache runs/source_models --set optim.threads=1
 
 For each seed and source -> target pair (the experiment table's source models and splits,
@@ -17,15 +17,16 @@ per pair: no training.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
-from edge_ser_train import nnpm
-from edge_ser_train.adapt import embed_domain, target_pseudo_labels
-from edge_ser_train.adapt_config import AdaptConfig
-from edge_ser_train.memory import SourceMemory
 
-from edge_ser.config import load_config
-from tools.make_adaptation_results import (
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+from make_adaptation_results import (  # noqa: E402
     KNN_LABELLING,
     PAIRS,
     SETTINGS,
@@ -34,6 +35,12 @@ from tools.make_adaptation_results import (
     experiment_arguments,
     name_of,
 )
+
+from edge_ser.config import load_config  # noqa: E402
+from edge_ser_train import nnpm  # noqa: E402
+from edge_ser_train.adapt import embed_domain, target_pseudo_labels  # noqa: E402
+from edge_ser_train.adapt_config import AdaptConfig  # noqa: E402
+from edge_ser_train.memory import SourceMemory  # noqa: E402
 
 LABELLINGS = {  # name -> (config overrides, vote over the augmented views)
     "knn": (KNN_LABELLING, False),
