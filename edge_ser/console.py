@@ -11,7 +11,6 @@ from pathlib import Path
 
 from edge_ser.events import (
     UNCERTAIN,
-    EmotionChange,
     Event,
     JsonlWriter,
     SegmentResult,
@@ -133,11 +132,13 @@ class LiveView:
 
 @dataclass
 class Summary:
-    """Counts over a stream's events, for the closing lines."""
+    """Counts over a stream's events, for the closing lines. `changes` counts the label changes
+    from one segment line to the next, as a reader of those lines sees them."""
 
     segments: int = 0
     windows: int = 0
     changes: int = 0
+    last_label: str | None = None
     speech_s: float = 0.0
     labels: Counter = field(default_factory=Counter)
     matched: int = 0
@@ -149,10 +150,10 @@ class Summary:
                 self.segments += 1
                 self.speech_s += event.end_s - event.start_s
                 self.labels[event.label] += 1
+                self.changes += self.last_label not in (None, event.label)
+                self.last_label = event.label
             elif isinstance(event, WindowUpdate):
                 self.windows += 1
-            elif isinstance(event, EmotionChange):
-                self.changes += 1
 
     def compare(self, result: SegmentResult, reference: Reference | None) -> None:
         self.compared += 1
@@ -162,7 +163,7 @@ class Summary:
         counts = ", ".join(f"{label} {n}" for label, n in sorted(self.labels.items(),
                                                                key=lambda kv: kv[0] == UNCERTAIN))
         line = (f"{self.segments} segments ({self.speech_s:.1f} s of speech in {audio_s:.1f} s)"
-                f"{': ' + counts if counts else ''}; {self.changes} emotion changes")
+                f"{': ' + counts if counts else ''}; {self.changes} label changes between segments")
         if self.compared:
             line += f"; agree with known labels {self.matched}/{self.compared}"
         return line

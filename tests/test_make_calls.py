@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tools.make_calls import generate, read_ground_truth  # noqa: E402
-from tools.score_calls import score_calls  # noqa: E402
+from tools.make_calls import generate, read_ground_truth
+from tools.score_calls import score_calls
 
 
 def test_a_generated_call_is_8khz_stereo_mu_law_with_turns_on_their_own_channel(

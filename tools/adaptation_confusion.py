@@ -1,6 +1,6 @@
 """Confusion matrices of the adaptation systems on one source -> target setting.
 
-    python tools/adaptation_confusion.py --data ../shared/data --setting 'emodb->urdu' \
+    python -m tools.adaptation_confusion --data ../shared/data --setting 'emodb->urdu' \
         --seeds 0 1 2 --source-cache runs/source_models --set optim.threads=1
 
 Each system (source-only, source-only + target BN, DANN, NNPM, as in the experiment table:
@@ -16,16 +16,12 @@ tenth of a point or so.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
-
-from make_adaptation_results import (  # noqa: E402
+from edge_ser_train.corpus import labelled
+from edge_ser_train.inference import predict
+from tools.make_adaptation_results import (
     DERIVED,
     PAIRS,
     SETTINGS,
@@ -34,9 +30,6 @@ from make_adaptation_results import (  # noqa: E402
     experiment_arguments,
     name_of,
 )
-
-from edge_ser_train.inference import predict  # noqa: E402
-from edge_ser_train.corpus import labelled  # noqa: E402
 
 CONFUSION_SYSTEMS = ("source", "source_bn", "dann", "nnpm")
 

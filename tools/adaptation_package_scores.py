@@ -1,6 +1,6 @@
 """Target UA of the adaptation systems as their model packages would score the target.
 
-    python tools/adaptation_package_scores.py --data ../shared/data --seeds 0 1 2 \
+    python -m tools.adaptation_package_scores --data ../shared/data --seeds 0 1 2 \
         --source-cache runs/source_models --set optim.threads=1
 
 The experiment table (`tools/make_adaptation_results.py`) scores each system by its classifier
@@ -19,17 +19,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
-
-from make_adaptation_results import (  # noqa: E402
+from edge_ser.atomic_write import write_text_atomic
+from edge_ser.config import load_config
+from edge_ser.metrics import score
+from edge_ser.scoring import WindowScorer
+from edge_ser_export.config import ExportConfig
+from edge_ser_export.evaluate import HEADS, head_predictions
+from edge_ser_export.head import head_arrays
+from edge_ser_export.sweep import pooled_whole_clips
+from edge_ser_train.corpus import labelled
+from tools.make_adaptation_results import (
     COLUMNS,
     DERIVED,
     PAIRS,
@@ -40,15 +44,7 @@ from make_adaptation_results import (  # noqa: E402
     name_of,
 )
 
-from edge_ser.atomic_write import write_text_atomic  # noqa: E402
-from edge_ser.config import load_config  # noqa: E402
-from edge_ser.metrics import score  # noqa: E402
-from edge_ser.scoring import WindowScorer  # noqa: E402
-from edge_ser_export.config import ExportConfig  # noqa: E402
-from edge_ser_export.evaluate import HEADS, head_predictions  # noqa: E402
-from edge_ser_export.head import head_arrays  # noqa: E402
-from edge_ser_export.sweep import pooled_whole_clips  # noqa: E402
-from edge_ser_train.corpus import labelled  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PACKAGE_SYSTEMS = ("source", "source_bn", "dann", "nnpm", "nnpm_sf")
 

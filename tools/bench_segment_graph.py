@@ -12,18 +12,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from edge_ser import contract  # noqa: E402
-from edge_ser.backends import conv2d_layout, segment_graph  # noqa: E402
-from edge_ser.package import load_package  # noqa: E402
+from edge_ser import contract
+from edge_ser.backends import conv2d_layout, segment_graph
+from edge_ser.package import load_package
 
 
 def main() -> None:

@@ -25,13 +25,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from edge_ser.audio import load_mono_16k, resample
+from edge_ser.contract import DEFAULT_LABELS, SAMPLE_RATE_HZ
+from edge_ser_train.augment import TELEPHONE_RATE_HZ, coloured_noise, telephone
+from edge_ser_train.corpus import Clip, labelled, read_corpus
 
-from edge_ser.audio import load_mono_16k, resample  # noqa: E402
-from edge_ser.contract import DEFAULT_LABELS, SAMPLE_RATE_HZ  # noqa: E402
-from edge_ser_train.augment import TELEPHONE_RATE_HZ, coloured_noise, telephone  # noqa: E402
-from edge_ser_train.corpus import Clip, labelled, read_corpus  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_SPEAKERS = {"emodb": ("emodb:09", "emodb:14")}
 """Speakers held out of the bundled model's training, per corpus."""

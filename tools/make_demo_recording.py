@@ -22,11 +22,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from edge_ser.audio import load_mono_16k
+from edge_ser.contract import SAMPLE_RATE_HZ
 
-from edge_ser.audio import load_mono_16k  # noqa: E402
-from edge_ser.contract import SAMPLE_RATE_HZ  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SPEAKERS = ("09", "14")
 """EMO-DB speakers held out of the default model's training split (train config, seed 0)."""

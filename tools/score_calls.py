@@ -1,6 +1,6 @@
 """Segment-level accuracy of a batch run against the ground truth of generated calls.
 
-    python tools/score_calls.py --calls calls --batch results [--json scores.json]
+    python -m tools.score_calls --calls calls --batch results [--json scores.json]
 
 For every ground-truth turn (the CSV beside each call, see tools/make_calls.py) the batch segment
 of the same channel that overlaps it most is its match; a turn with no overlapping segment is
@@ -18,13 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from edge_ser.batch.paths import recording_dir  # noqa: E402
-from edge_ser.contract import DEFAULT_LABELS  # noqa: E402
-from edge_ser.metrics import format_scores, score  # noqa: E402
-from tools.make_calls import read_ground_truth  # noqa: E402
+from edge_ser.batch.paths import recording_dir
+from edge_ser.contract import DEFAULT_LABELS
+from edge_ser.metrics import format_scores, score
+from tools.make_calls import read_ground_truth
 
 
 def read_segments(path: Path) -> list[dict]:

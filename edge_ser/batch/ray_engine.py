@@ -14,6 +14,8 @@ import json
 import logging
 import os
 import sys
+import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -61,6 +63,7 @@ def run_ray(recordings: list[Recording], settings: JobSettings,
         return
     started_here = _connect(ray)
     try:
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # no plan or progress lines
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         # actors run in other folders, or on other machines: paths must not be relative
@@ -79,14 +82,40 @@ def run_ray(recordings: list[Recording], settings: JobSettings,
 
 
 def _connect(ray) -> bool:
-    """Join the cluster in RAY_ADDRESS, or start a local instance; True if started here."""
+    """Join the cluster in RAY_ADDRESS, or start a local instance; True if started here.
+
+    Ray's own messages stay in its session logs: the batch prints only its progress. Its core
+    logs a spurious error line for every Ray Data actor pool (ray-project/ray#57733), so its C++
+    log level is `fatal` unless RAY_BACKEND_LOG_LEVEL says otherwise."""
     if ray.is_initialized():
         return False
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"ray(\.|$)")
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     options: dict[str, object] = {"include_dashboard": False, "log_to_driver": False,
-                                  "logging_level": logging.WARNING}
+                                  "logging_level": logging.ERROR}
     address = os.environ.get("RAY_ADDRESS")
     if not address:  # a local instance: its workers see this process's import path
         path = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
         options["runtime_env"] = {"env_vars": {"PYTHONPATH": path}}
-    ray.init(address=address or None, **options)
+    _quietly(lambda: ray.init(address=address or None, **options))
     return True
+
+
+def _quietly(call: Callable[[], object]) -> None:
+    """Run `call` with the process's stderr (fd 2, which Ray's C++ core writes to) held back,
+    and shown only if the call fails: ray.init announces the log level it read."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            call()
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -109,10 +109,11 @@ def run(args: argparse.Namespace) -> int:
     except WorkerError as exc:
         print(f"edge-ser batch: error: {exc}", file=sys.stderr)
         return 1
+    out = args.out.resolve()  # the same folder whichever directory the user is in next
     unwritten = f"; not written: {', '.join(report.unwritten)}" if report.unwritten else ""
     print(f"batch: {'stopped' if report.stopped else 'finished'} {report.line()}, in "
-          f"{format_duration(report.elapsed_s)}; outputs in {args.out}"
-          + (f", failures in {args.out / 'errors.jsonl'}" if report.failed else "")
+          f"{format_duration(report.elapsed_s)}; outputs in {out}"
+          + (f", failures in {out / 'errors.jsonl'}" if report.failed else "")
           + unwritten, file=sys.stderr)
     return 1 if report.failed or report.stopped or report.unwritten else 0
 

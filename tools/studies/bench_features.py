@@ -9,7 +9,7 @@ or plain numpy with a fixed-order mel sum; numpy FFT in both) with a third numpy
                 it gets, so frames computed in pieces are not guaranteed to equal the offline
                 output.
 
-    python tools/bench_features.py [--repeats 7]
+    python -m tools.studies.bench_features [--repeats 7]
 
 Prints medians over repeats, all in one process.
 """
@@ -21,17 +21,13 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from edge_ser import features  # noqa: E402
-from edge_ser import mel_numba as numba_kernels  # noqa: E402
-from edge_ser import mel_numpy as numpy_kernels  # noqa: E402
-from edge_ser.contract import (  # noqa: E402
+from edge_ser import features
+from edge_ser import mel_numba as numba_kernels
+from edge_ser import mel_numpy as numpy_kernels
+from edge_ser.contract import (
     HOP_SAMPLES,
     LOG_FLOOR,
     N_FFT,
