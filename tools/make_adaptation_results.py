@@ -1,4 +1,4 @@
-"""Regenerate docs/adaptation_results.md: unsupervised cross-lingual adaptation, every pair.
+"""Regenerate the adaptation table (docs/adaptation.md holds the current one): unsupervised cross-lingual adaptation, every pair.
 
 Settings: every source -> target pair of the shared corpora (6) and leave-one-language-out (two
 corpora as sources, the third as target: 3). Per seed:
@@ -13,7 +13,7 @@ corpora as sources, the third as target: 3). Per seed:
   NNPM, and NNPM without source audio (the source model's memory bank as the memory, as
   `edge-ser adapt` without --source does). Also scored: the source-only model, the same with
   batch-norm statistics re-estimated on the target, and the eGeMAPS peer;
-- with --ablations, NNPM variants on the 6 single-source pairs (docs/nnpm.md).
+- with --ablations, NNPM variants on the 6 single-source pairs (docs/adaptation.md).
 
 The experiment is `configs/adapt/table.yaml` (every cell's base) and the named override sets
 on top of it below: `SOURCE_TRAINING`, `SYSTEMS` (the columns) and `VARIANTS` (the NNPM
@@ -86,7 +86,7 @@ SYSTEM_NOTES = (
     "model with its batch-norm statistics re-estimated on the unlabelled target; *DANN (separate "
     "BN)*: source and target batches normalised apart, target statistics at test time; *DANN "
     "(mixed BN)*: one batch of both, the mixed running statistics at test time; *NNPM*: "
-    "`docs/nnpm.md`; *NNPM, no source audio*: NNPM whose memory is the source model's memory "
+    "`docs/adaptation.md`; *NNPM, no source audio*: NNPM whose memory is the source model's memory "
     "bank (4 centroids per class, as a model package ships), with no source loss, as "
     "`edge-ser adapt` runs without `--source`; *eGeMAPS peer*: openSMILE eGeMAPSv02 "
     "functionals + logistic regression on the same source clips.")
@@ -99,7 +99,7 @@ ABLATIONS = {  # one change to NNPM as configured: name -> (overrides, descripti
     "lr0.001": (["optim.lr=0.001"], "learning rate 1e-3"),
     "centroids4": (["nnpm.label_centroids=4"], "4 centroids per class label the target"),
 }
-"""What --ablations runs on the 6 pairs (docs/nnpm.md)."""
+"""What --ablations runs on the 6 pairs (docs/adaptation.md)."""
 MOOT = {"k30": (["nnpm.k=30"], "k = 30")}
 """Ablations of an earlier default that the present one makes equal to it (with 2 centroids
 per class all 8 vote at k = 10 as at 30); kept so that their runs render and their commands
@@ -561,7 +561,7 @@ def experiment_arguments(parser: argparse.ArgumentParser) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     experiment_arguments(parser)
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "adaptation_results.md")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "adaptation_results.md")
     parser.add_argument("--raw", type=Path, default=None,
                         help="raw numbers of this run (default: --out with .json)")
     parser.add_argument("--render", type=Path, nargs="+", metavar="RAW_JSON",

@@ -5,7 +5,7 @@ adapted model is trained with the recipe a supervised one is (`optim` with fine-
 defaults). `model` is used only when a model is trained from scratch (the experiment table's
 source-only models); `edge-ser adapt --model` keeps the architecture of the model it starts
 from. These defaults are the defaults: `configs/adapt/default.yaml` is their documented copy
-(a test holds the two equal). Why each default is what it is: `docs/nnpm.md`.
+(a test holds the two equal). Why each default is what it is: `docs/adaptation.md`.
 """
 
 from __future__ import annotations
