@@ -1,4 +1,6 @@
-"""Regenerate the adaptation table (docs/adaptation.md holds the current one): unsupervised cross-lingual adaptation, every pair.
+"""Regenerate the adaptation table: unsupervised cross-lingual adaptation, every pair.
+
+docs/adaptation.md holds the current table.
 
 Settings: every source -> target pair of the shared corpora (6) and leave-one-language-out (two
 corpora as sources, the third as target: 3). Per seed:
