@@ -1,22 +1,26 @@
 """Adaptation: a synthetic two-domain task with a known shift, batch-norm handling, the target
 folder reader and the `adapt` command end to end (all without the corpora, in seconds)."""
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch: the [train] extra")
+
 import copy
 import json
+import shutil
 
 import numpy as np
-import pytest
 import soundfile as sf
 import torch
 from synth import concat, silence, voiced
 from torch.nn import functional as F
 
-from edge_ser.cli import main
 from edge_ser.config import load_config
 from edge_ser.contract import SAMPLE_RATE_HZ
 from edge_ser.events import SegmentResult
 from edge_ser.package import load_package
 from edge_ser.recognizer import Recognizer
+from edge_ser_export.cli import main
 from edge_ser_train.adapt import (
     AdaptData,
     adapt,
@@ -277,6 +281,9 @@ def test_adapt_command_without_source_audio_writes_an_adapted_model(tmp_path, ca
     # the output is a complete model package that ships the start model's memory bank
     package = load_package(out)
     assert package.manifest["adaptation"]["method"] == "nnpm"
+    # the package names its checkpoint by file name, never by a path of the build machine
+    assert package.manifest["provenance"]["checkpoint"]["file"] == "model.pt"
+    assert "path" not in package.manifest["provenance"]["checkpoint"]
     assert package.manifest["adaptation"]["target"]["segments"] == 12
     gate = package.manifest["metrics"]["accuracy"]["gate"]
     assert gate["passed"] and "agreement" in gate
@@ -286,9 +293,11 @@ def test_adapt_command_without_source_audio_writes_an_adapted_model(tmp_path, ca
     assert (out / "adapt_config.resolved.yaml").is_file()
     events = Recognizer.from_options(out).process_file(tmp_path / "calls" / "call0.flac")
     assert any(isinstance(e, SegmentResult) for e in events)
-    # an adapted model carries its memory bank, so it can be adapted again without source
+    # an adapted model carries its memory bank, so it can be adapted again without source, and
+    # its weights (model.pt), so it can be from anywhere it is copied to
+    shutil.copytree(out, tmp_path / "elsewhere")
     again = main(["adapt", "--target", str(tmp_path / "calls"), "--out", str(tmp_path / "b"),
-                  "--model", str(out), "--set", "optim.epochs=1", "--set",
+                  "--model", str(tmp_path / "elsewhere"), "--set", "optim.epochs=1", "--set",
                   "target.min_segments=4", "--export-set", "gate.min_agreement=0.5"])
     assert again == 0
 
@@ -344,10 +353,11 @@ def test_adapt_command_with_source_corpora_runs_full_nnpm(tmp_path):
 
 @pytest.mark.parametrize("name", ["default", "table"])
 def test_shipped_adapt_configs_load_strictly(name):
-    from edge_ser.commands.common import REPO_ROOT
+    from pathlib import Path
+
     from edge_ser.config import ConfigError
 
-    path = REPO_ROOT / "configs" / "adapt" / f"{name}.yaml"
+    path = Path(__file__).resolve().parent.parent / "configs" / "adapt" / f"{name}.yaml"
     cfg = load_config(AdaptConfig, path)
     assert cfg.method == "nnpm" and cfg.batchnorm == "separate"
     with pytest.raises(ConfigError, match="nnpm.kk"):

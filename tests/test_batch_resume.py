@@ -17,9 +17,9 @@ import pytest
 from fakes import fake_recognizer
 from test_batch import write_bad_files, write_call
 
-from edge_ser import cli
 from edge_ser.events import read_jsonl
 from edge_ser.recognizer import Recognizer
+from edge_ser_export import cli
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,11 +1,14 @@
 """`export` and `eval` on the command line: a package checked, a trtexec line, a scored folder."""
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch: the [train] extra")
+
 import argparse
 import csv
 import json
 
 import numpy as np
-import pytest
 import soundfile as sf
 from test_export import LABELS, small_package  # noqa: F401  (module fixture)
 

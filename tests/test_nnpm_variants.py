@@ -3,10 +3,13 @@ teacher (an EMA of the weights labels the target and is the adapted model) and t
 over a clip's augmented views. Known answers on tiny modules, and the variants end to end on
 the synthetic two-domain task of test_adapt."""
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch: the [train] extra")
+
 import copy
 
 import numpy as np
-import pytest
 import torch
 from test_adapt import LABELS, config, target_accuracy, two_domains
 from torch import nn

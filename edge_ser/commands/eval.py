@@ -2,7 +2,9 @@
 
 A model package (default: the bundled one) is scored through the runtime path, as every other
 command runs it: log-mel -> encoder backend chunk by chunk -> whole-clip pooling -> head and
-memory bank, fused (no torch). A training checkpoint (`.pt`) is scored with torch.
+memory bank, fused (no torch). A training checkpoint (`.pt`) is scored with torch by the
+training layer: the command line passes its scorer in (`score_checkpoint`), so this module
+never imports it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_ser.commands.common import UsageError
+from edge_ser.commands.runtime_options import (
+    BACKEND_CHOICES,
+    PRECISION_CHOICES,
+    add_runtime_config_options,
+    load_runtime_config,
+)
 from edge_ser.package import DEFAULT_PACKAGE
 
 
@@ -25,9 +33,13 @@ class EvalRun:
     precision: str
     threads: int
     data: tuple[str, ...]
+    runtime: object
+    """The runtime config (its feature kernels compute the log-mel of the clips)."""
 
 
-def add_parser(sub) -> None:
+def add_parser(sub, score_checkpoint=None) -> None:
+    """`score_checkpoint(checkpoint, folders) -> {folder: {**scores.to_dict(), "_scores":
+    scores}}`: the training layer's scorer of `.pt` checkpoints (None: not available)."""
     p = sub.add_parser("eval", help="score a model on a folder with a labels.csv",
                        description="Score a model on every labelled clip of a corpus folder "
                        "(the package's classes): UA (balanced accuracy), WA, macro-F1, confusion "
@@ -38,14 +50,16 @@ def add_parser(sub) -> None:
                    help="folder with labels.csv (repeatable)")
     p.add_argument("--model", type=Path, default=DEFAULT_PACKAGE,
                    help="model package folder or .pt checkpoint (default: the bundled package)")
-    p.add_argument("--backend", choices=("onnxruntime", "tensorrt", "torch"),
+    p.add_argument("--backend", choices=BACKEND_CHOICES,
                    default="onnxruntime", help="encoder backend for a package")
-    p.add_argument("--precision", choices=("int8", "fp32", "fp16"), default=None,
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
                    help="encoder precision for a package (default: int8 on TensorRT, fp32 "
                    "otherwise; fp16: TensorRT only)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads of the encoder")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.add_argument("--out", type=Path, help="also write scores and the resolved settings here")
+    add_runtime_config_options(p)
+    p.set_defaults(handler=run, score_checkpoint=score_checkpoint)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,10 +69,14 @@ def run(args: argparse.Namespace) -> int:
     from edge_ser.metrics import format_scores
 
     args.precision = args.precision or default_precision(args.backend)
+    config = load_runtime_config(args)
     if args.model.is_dir():
-        report = _score_package(args)
+        report = _score_package(args, config.features.kernels)
     elif args.model.is_file():
-        report = _score_checkpoint(args)
+        if getattr(args, "score_checkpoint", None) is None:
+            raise UsageError(f"{args.model}: scoring a training checkpoint needs the training "
+                             "layer; pass a model package folder to --model")
+        report = args.score_checkpoint(args.model, args.data)
     else:
         raise UsageError(f"{args.model}: no model package or checkpoint there (pass a package "
                          "folder or a .pt file to --model)")
@@ -77,24 +95,16 @@ def run(args: argparse.Namespace) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(args.out / "scores.json", json.dumps(report, indent=2))
         save_resolved(EvalRun(str(args.model), args.backend, args.precision, args.threads,
-                              tuple(str(d) for d in args.data)), args.out)
+                              tuple(str(d) for d in args.data), config), args.out)
     return 0
 
 
-def _clips(folder: Path, labels: tuple[str, ...]):
-    from edge_ser_train.corpus import CorpusError, labelled, read_corpus
-
-    clips = labelled(read_corpus(folder), labels)
-    if not clips:
-        raise CorpusError(f"{folder}: no clip carries one of the labels {', '.join(labels)}")
-    return clips
-
-
-def _score_package(args) -> dict:
+def _score_package(args, kernels: str) -> dict:
     import numpy as np
 
     from edge_ser.audio import AudioError
     from edge_ser.backends import create_backend
+    from edge_ser.corpus import read_labelled
     from edge_ser.metrics import score
     from edge_ser.package import load_package
     from edge_ser.scoring import WindowScorer, encode_clip, stats_pool
@@ -109,9 +119,9 @@ def _score_package(args) -> dict:
     try:
         for folder in args.data:
             pooled, references = [], []
-            for clip in _clips(folder, package.labels):
+            for clip in read_labelled(folder, package.labels):
                 try:
-                    feats = clip_log_mel(clip.path)
+                    feats = clip_log_mel(clip.path, kernels)
                 except AudioError as exc:
                     print(f"skipped: {exc}")
                     continue
@@ -134,16 +144,4 @@ def _score_package(args) -> dict:
                                    "similarity_median": float(np.median(scores.similarity))}
     finally:
         backend.close()
-    return report
-
-
-def _score_checkpoint(args) -> dict:
-    from edge_ser_train.evaluate import score_model
-    from edge_ser_train.trainer import load_checkpoint
-
-    model, cfg, _ = load_checkpoint(args.model)
-    report = {}
-    for folder in args.data:
-        scores = score_model(model, cfg.data.labels, _clips(folder, cfg.data.labels))
-        report[str(folder)] = {**scores.to_dict(), "_scores": scores}
     return report
