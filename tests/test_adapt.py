@@ -8,6 +8,7 @@ pytest.importorskip("torch", reason="needs torch: the [train] extra")
 import copy
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -40,6 +41,10 @@ LABELS = ("a", "b", "c", "d")
 TINY = ["model.channels=16", "model.dilations=[1, 2]", "model.embedding_dim=16",
         "optim.threads=1", "optim.batch_size=16", "optim.crop_s=1.0", "augment.freq_mask_mels=0"]
 
+
+ADAPT = ["adapt", "--config",
+         str(Path(__file__).resolve().parent.parent / "configs" / "adapt" / "default.yaml")]
+"""`adapt` with the shipped recipe (the tests' epochs and sizes are set on top of it)."""
 
 def two_domains(n: int = 240, shift_mels: int = 6, tilt: float = 2.0):
     """Four classes, each a band of energy at its own mel position (10, 24, 38, 52) in noise.
@@ -264,7 +269,7 @@ def test_adapt_command_without_source_audio_writes_an_adapted_model(tmp_path, ca
     write_recordings(tmp_path / "calls", n_files=6)
     tiny_checkpoint(tmp_path / "start.pt", with_bank=True)
     out = tmp_path / "adapted"
-    status = main(["adapt", "--target", str(tmp_path / "calls"), "--out", str(out),
+    status = main([*ADAPT, "--target", str(tmp_path / "calls"), "--out", str(out),
                    "--model", str(tmp_path / "start.pt"), "--set", "optim.epochs=2",
                    "--set", "optim.threads=1", "--set", "target.min_segments=4",
                    # a random 8-channel model's near-tied classes flip under INT8
@@ -296,7 +301,7 @@ def test_adapt_command_without_source_audio_writes_an_adapted_model(tmp_path, ca
     # an adapted model carries its memory bank, so it can be adapted again without source, and
     # its weights (model.pt), so it can be from anywhere it is copied to
     shutil.copytree(out, tmp_path / "elsewhere")
-    again = main(["adapt", "--target", str(tmp_path / "calls"), "--out", str(tmp_path / "b"),
+    again = main([*ADAPT, "--target", str(tmp_path / "calls"), "--out", str(tmp_path / "b"),
                   "--model", str(tmp_path / "elsewhere"), "--set", "optim.epochs=1", "--set",
                   "target.min_segments=4", "--export-set", "gate.min_agreement=0.5"])
     assert again == 0
@@ -311,7 +316,7 @@ def test_adapt_command_refuses_bad_input_with_one_line(tmp_path, capsys):
     assert "no memory bank" in capsys.readouterr().err
     assert main(args + ["--model", str(tmp_path / "missing.pt")]) == 2
     assert "model not found" in capsys.readouterr().err
-    assert main(["adapt", "--target", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
+    assert main([*ADAPT, "--target", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
                  "--model", str(tmp_path / "plain.pt")]) == 2
     assert "not a folder" in capsys.readouterr().err
     assert main(args + ["--model", str(tmp_path / "plain.pt"), "--source",
@@ -332,7 +337,7 @@ def test_adapt_command_with_source_corpora_runs_full_nnpm(tmp_path):
     model = EmotionModel(cfg.model, 64, 2).eval()
     save_checkpoint(TrainResult(model, cfg.data.labels, [], 0.0), cfg, tmp_path / "start.pt")
     out = tmp_path / "adapted"
-    assert main(["adapt", "--target", str(tmp_path / "calls"), "--out", str(out), "--model",
+    assert main([*ADAPT, "--target", str(tmp_path / "calls"), "--out", str(out), "--model",
                  str(tmp_path / "start.pt"), "--source", str(tmp_path / "toy"),
                  "--set", "optim.epochs=2", "--set", "optim.threads=1",
                  "--set", "augment.views=1", "--set", f"source.cache_dir={tmp_path / 'cache'}",
