@@ -69,6 +69,16 @@ def test_built_in_defaults_equal_the_shipped_yaml(cls, shipped):
     assert load_config(cls, CONFIGS / shipped) == cls()
 
 
+def test_the_shipped_yaml_comes_with_the_package():
+    """Installed (wheel or editable) or not, edge_ser/configs/ holds the documented copies."""
+    import importlib.resources
+
+    shipped = importlib.resources.files("edge_ser") / "configs"
+    for path in sorted(CONFIGS.rglob("*.yaml")):
+        copy = shipped.joinpath(*path.relative_to(CONFIGS).parts)
+        assert copy.read_text(encoding="utf-8") == path.read_text(encoding="utf-8"), path
+
+
 def test_export_check_reports_the_engine_build_settings_it_was_given(capsys):
     assert main(["export", "check", "--set", "tensorrt.workspace_mib=1024"]) == 0
     summary = json.loads(capsys.readouterr().out)

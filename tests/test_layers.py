@@ -142,7 +142,8 @@ def test_the_cycle_check_finds_a_circle():
 
 def test_every_package_folder_is_installed():
     """pyproject lists every package of the three folders (a new subpackage left out would be
-    missing from the wheel) and maps train/ and export/ to their installed names."""
+    missing from the wheel), maps train/ and export/ to their installed names and ships the
+    YAML of configs/ as edge_ser/configs/."""
     tomllib = pytest.importorskip("tomllib")
     setup = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     expected = {name for name, path in modules().items() if path.name == "__init__.py"}
@@ -151,7 +152,7 @@ def test_every_package_folder_is_installed():
     assert not {"train", "export", "main"} & listed
     assert setup["package-dir"]["edge_ser_train"] == "train"
     assert setup["package-dir"]["edge_ser_export"] == "export"
-    assert setup["package-dir"]["edge_ser.configs"] == "configs"
+    assert "configs/*/*.yaml" in setup["package-data"]["edge_ser"]
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"edge-ser": "edge_ser_export.cli:main"}
 

@@ -7,7 +7,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
+
+pytest.importorskip("scipy", reason="the call generator's telephone channel needs scipy: the "
+                    "[train] extra")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
