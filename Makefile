@@ -37,4 +37,4 @@ results: setup
 	$(PY) tools/make_results.py --data $(DATA) --out docs/results.md
 
 clean:
-	rm -rf $(VENV) .cache runs
+	rm -rf $(VENV) .venv-runtime .cache runs
