@@ -9,10 +9,15 @@ DATA ?= ../shared/data
 
 setup: $(VENV)/.installed
 
+# The big install (torch, Ray, ...: several GB) shows pip's progress, one line per package.
 $(VENV)/.installed: pyproject.toml
+	@echo "setup: creating $(VENV)"
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[train,bench,dev,plot,ray]"
+	@echo "setup: installing edge-ser with the train, bench, dev, plot and ray extras" \
+		"(several GB; a few minutes)"
+	$(PY) -m pip install --progress-bar on -e ".[train,bench,dev,plot,ray]"
+	@echo "setup: done"
 	touch $@
 
 # Main job: stream the bundled demo conversation (EMO-DB turns by two speakers the default
@@ -32,4 +37,4 @@ results: setup
 	$(PY) tools/make_results.py --data $(DATA) --out docs/results.md
 
 clean:
-	rm -rf $(VENV) .cache runs
+	rm -rf $(VENV) .venv-runtime .cache runs

@@ -40,12 +40,13 @@ def trim_silence(samples: np.ndarray) -> np.ndarray:
     return samples[start:end]
 
 
-def clip_log_mel(path) -> np.ndarray:
+def clip_log_mel(path, kernels: str = "numba") -> np.ndarray:
     """The offline front end for a whole clip: decode, mono 16 kHz, trim silence, log-mel.
 
     Training, clip-level evaluation and export all score clips through this, so a clip looks the
-    same to every one of them. Returns (frames, N_MELS) float32; raises AudioError."""
+    same to every one of them (`kernels`: either feature kernels, the same numbers bit for bit).
+    Returns (frames, N_MELS) float32; raises AudioError."""
     from edge_ser.audio import load_mono_16k
     from edge_ser.features import log_mel
 
-    return log_mel(trim_silence(load_mono_16k(path)))
+    return log_mel(trim_silence(load_mono_16k(path)), kernels)

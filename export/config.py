@@ -78,16 +78,6 @@ class ProfileConfig:
 
 
 @dataclass(frozen=True)
-class TensorRTConfig:
-    workspace_mib: int = setting(512, min=16, max=65_536)
-    optimization_level: int = setting(3, min=0, max=5)
-    fp16_max_rel_rms: float = setting(0.02, min=0.0, max=10.0,
-                                      help="fp16 engine vs onnxruntime fp32, RMS ratio")
-    int8_max_rel_rms: float = setting(0.10, min=0.0, max=10.0,
-                                      help="int8 engine vs onnxruntime int8, RMS ratio")
-
-
-@dataclass(frozen=True)
 class PackageConfig:
     name: str = setting("default", help="package name recorded in the manifest")
     max_total_bytes: int = setting(2_000_000, min=1024, max=10**10,
@@ -105,5 +95,4 @@ class ExportConfig:
     memory_bank: MemoryBankConfig = section(MemoryBankConfig)
     fusion: FusionConfig = section(FusionConfig)
     profiles: ProfileConfig = section(ProfileConfig)
-    tensorrt: TensorRTConfig = section(TensorRTConfig)
     package: PackageConfig = section(PackageConfig)

@@ -21,8 +21,8 @@ from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from edge_ser import contract
-from edge_ser_export.errors import ExportError
-from edge_ser_export.onnx_metadata import contract_metadata, set_metadata
+from edge_ser.engine_build.errors import ExportError
+from edge_ser.engine_build.onnx_metadata import contract_metadata, set_metadata
 
 
 class _ChunkGraph(torch.nn.Module):

@@ -27,8 +27,10 @@ import onnx
 
 from edge_ser.backends import segment_graph
 from edge_ser.backends.onnxruntime_backend import OnnxRuntimeBackend
-from edge_ser.backends.torch_backend import TorchBackend
 from edge_ser.config import to_dict
+from edge_ser.engine_build.errors import ExportError
+from edge_ser.engine_build.graph_checks import check_deployable
+from edge_ser.engine_build.parity import batch_consistency, stream_of_chunks, stream_parity
 from edge_ser.package import (
     UNFINISHED_MARK,
     load_package,
@@ -40,13 +42,11 @@ from edge_ser.scoring import WindowScorer
 from edge_ser_export import evaluate, steps
 from edge_ser_export.config import ExportConfig
 from edge_ser_export.data import ExportData
-from edge_ser_export.errors import ExportError
-from edge_ser_export.graph_checks import check_deployable
 from edge_ser_export.head import head_parity
 from edge_ser_export.latency import onnxruntime_latency
 from edge_ser_export.memory_bank import save_memory_bank
-from edge_ser_export.parity import batch_consistency, stream_of_chunks, stream_parity
 from edge_ser_export.steps import FILES
+from edge_ser_export.torch_reference import TorchBackend
 from edge_ser_train.trainer import load_checkpoint, predict_logits
 
 STAGES = 5
@@ -222,7 +222,7 @@ def _build(checkpoint: Path, root: Path, cfg: ExportConfig, log, data, given_ban
     shutil.copyfile(checkpoint, root / FILES["checkpoint"])
     provenance = {
         "corpora": data.corpora, "labels_column": "emotion4",
-        "checkpoint": {"path": str(checkpoint.resolve()), "sha256": sha256_file(checkpoint),
+        "checkpoint": {"file": FILES["checkpoint"], "sha256": sha256_file(checkpoint),
                        "git_commit": payload.get("extra", {}).get("metrics", {})
                        .get("git_commit", "unknown")},
         "train_config": payload["config"], "export_config": to_dict(cfg),

@@ -26,8 +26,8 @@ from onnxruntime.quantization import (
 )
 
 from edge_ser import contract
+from edge_ser.engine_build.onnx_metadata import set_metadata
 from edge_ser_export.config import CalibrationConfig
-from edge_ser_export.onnx_metadata import set_metadata
 
 _METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
             "entropy": CalibrationMethod.Entropy}

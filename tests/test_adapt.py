@@ -1,23 +1,27 @@
 """Adaptation: a synthetic two-domain task with a known shift, batch-norm handling, the target
 folder reader and the `adapt` command end to end (all without the corpora, in seconds)."""
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch: the [train] extra")
+
 import copy
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile as sf
 import torch
 from synth import concat, silence, voiced
 from torch.nn import functional as F
 
-from edge_ser.cli import main
-from edge_ser.config import load_config
+from edge_ser.config import ConfigError, load_config
 from edge_ser.contract import SAMPLE_RATE_HZ
 from edge_ser.events import SegmentResult
 from edge_ser.package import load_package
 from edge_ser.recognizer import Recognizer
-from edge_ser.config import ConfigError
+from edge_ser_export.cli import main
 from edge_ser_train.adapt import AdaptData, adapt
 from edge_ser_train.adapt_config import AdaptConfig, TargetConfig
 from edge_ser_train.config import AugmentConfig, ModelConfig, TrainConfig
@@ -38,6 +42,10 @@ LABELS = ("a", "b", "c", "d")
 TINY = ["model.channels=16", "model.dilations=[1, 2]", "model.embedding_dim=16",
         "optim.threads=1", "optim.batch_size=16", "optim.crop_s=1.0", "augment.freq_mask_mels=0"]
 
+
+ADAPT = ["adapt", "--config",
+         str(Path(__file__).resolve().parent.parent / "configs" / "adapt" / "default.yaml")]
+"""`adapt` with the shipped recipe (the tests' epochs and sizes are set on top of it)."""
 
 def two_domains(n: int = 240, shift_mels: int = 6, tilt: float = 2.0):
     """Four classes, each a band of energy at its own mel position (10, 24, 38, 52) in noise.
@@ -275,7 +283,7 @@ def test_adapt_command_without_source_audio_writes_an_adapted_model(tmp_path, ca
     write_recordings(tmp_path / "calls", n_files=6)
     tiny_checkpoint(tmp_path / "start.pt", with_bank=True)
     out = tmp_path / "adapted"
-    status = main(["adapt", "--target", str(tmp_path / "calls"), "--out", str(out),
+    status = main([*ADAPT, "--target", str(tmp_path / "calls"), "--out", str(out),
                    "--model", str(tmp_path / "start.pt"), "--set", "optim.epochs=2",
                    "--set", "optim.threads=1", "--set", "target.min_segments=4",
                    # a random 8-channel model's near-tied classes flip under INT8
@@ -292,6 +300,9 @@ def test_adapt_command_without_source_audio_writes_an_adapted_model(tmp_path, ca
     # the output is a complete model package that ships the start model's memory bank
     package = load_package(out)
     assert package.manifest["adaptation"]["method"] == "nnpm"
+    # the package names its checkpoint by file name, never by a path of the build machine
+    assert package.manifest["provenance"]["checkpoint"]["file"] == "model.pt"
+    assert "path" not in package.manifest["provenance"]["checkpoint"]
     assert package.manifest["adaptation"]["target"]["segments"] == 12
     gate = package.manifest["metrics"]["accuracy"]["gate"]
     assert gate["passed"] and "agreement" in gate
@@ -301,9 +312,11 @@ def test_adapt_command_without_source_audio_writes_an_adapted_model(tmp_path, ca
     assert (out / "adapt_config.resolved.yaml").is_file()
     events = Recognizer.from_options(out).process_file(tmp_path / "calls" / "call0.flac")
     assert any(isinstance(e, SegmentResult) for e in events)
-    # an adapted model carries its memory bank, so it can be adapted again without source
-    again = main(["adapt", "--target", str(tmp_path / "calls"), "--out", str(tmp_path / "b"),
-                  "--model", str(out), "--set", "optim.epochs=1", "--set",
+    # an adapted model carries its memory bank, so it can be adapted again without source, and
+    # its weights (model.pt), so it can be from anywhere it is copied to
+    shutil.copytree(out, tmp_path / "elsewhere")
+    again = main([*ADAPT, "--target", str(tmp_path / "calls"), "--out", str(tmp_path / "b"),
+                  "--model", str(tmp_path / "elsewhere"), "--set", "optim.epochs=1", "--set",
                   "target.min_segments=4", "--export-set", "gate.min_agreement=0.5"])
     assert again == 0
 
@@ -317,7 +330,7 @@ def test_adapt_command_refuses_bad_input_with_one_line(tmp_path, capsys):
     assert "no memory bank" in capsys.readouterr().err
     assert main(args + ["--model", str(tmp_path / "missing.pt")]) == 2
     assert "model not found" in capsys.readouterr().err
-    assert main(["adapt", "--target", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
+    assert main([*ADAPT, "--target", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
                  "--model", str(tmp_path / "plain.pt")]) == 2
     assert "not a folder" in capsys.readouterr().err
     assert main(args + ["--model", str(tmp_path / "plain.pt"), "--source",
@@ -338,7 +351,7 @@ def test_adapt_command_with_source_corpora_runs_full_nnpm(tmp_path):
     model = EmotionModel(cfg.model, 64, 2).eval()
     save_checkpoint(TrainResult(model, cfg.data.labels, [], 0.0), cfg, tmp_path / "start.pt")
     out = tmp_path / "adapted"
-    assert main(["adapt", "--target", str(tmp_path / "calls"), "--out", str(out), "--model",
+    assert main([*ADAPT, "--target", str(tmp_path / "calls"), "--out", str(out), "--model",
                  str(tmp_path / "start.pt"), "--source", str(tmp_path / "toy"),
                  "--set", "optim.epochs=2", "--set", "optim.threads=1",
                  "--set", "augment.views=1", "--set", f"source.cache_dir={tmp_path / 'cache'}",
@@ -359,9 +372,9 @@ def test_adapt_command_with_source_corpora_runs_full_nnpm(tmp_path):
 
 @pytest.mark.parametrize("name", ["default", "table"])
 def test_shipped_adapt_configs_load_strictly(name):
-    from edge_ser.commands.common import REPO_ROOT
+    from pathlib import Path
 
-    path = REPO_ROOT / "configs" / "adapt" / f"{name}.yaml"
+    path = Path(__file__).resolve().parent.parent / "configs" / "adapt" / f"{name}.yaml"
     cfg = load_config(AdaptConfig, path)
     assert cfg.method == "nnpm" and cfg.batchnorm == "separate"
     with pytest.raises(ConfigError, match="nnpm.kk"):

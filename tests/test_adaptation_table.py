@@ -4,13 +4,16 @@ and comparisons come from the numbers given; and the arithmetic of the tools bes
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch: the [train] extra")
+
 import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from edge_ser.metrics import score

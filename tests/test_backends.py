@@ -1,10 +1,13 @@
 """Encoder backends: one interface, state in and out, clear errors; TensorRT where present."""
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch: the [train] extra")
+
 import shutil
 import threading
 
 import numpy as np
-import pytest
 from test_export import small_package  # noqa: F401  (module fixture)
 
 from edge_ser import contract
@@ -15,8 +18,8 @@ from edge_ser.backends.tensorrt_backend import (
     import_tensorrt,
     version_tuple,
 )
+from edge_ser.engine_build.parity import batch_consistency, random_feats, stream_parity
 from edge_ser.package import file_entry, load_package
-from edge_ser_export.parity import batch_consistency, random_feats, stream_parity
 
 
 def test_unknown_backend_is_refused(small_package):  # noqa: F811
@@ -94,14 +97,17 @@ def test_initial_state_comes_from_the_package(small_package, tmp_path):  # noqa:
     assert all(s.shape[0] == 3 and np.all(s == 0.5) for s in state)
 
 
-def test_torch_backend_matches_onnxruntime(small_package):  # noqa: F811
-    model, package = small_package
-    with pytest.raises(BackendUnavailable, match="needs the training checkpoint"):
-        create_backend(package, "torch", "fp32")
-    with pytest.raises(ValueError, match="runs the fp32 checkpoint"):
-        create_backend(package, "torch", "int8")
-    from edge_ser.backends.torch_backend import TorchBackend
+def test_torch_is_a_reference_tool_not_a_runtime_backend(small_package):  # noqa: F811
+    from edge_ser_export.torch_reference import TorchBackend
 
+    model, package = small_package
+    with pytest.raises(ValueError, match="unknown backend 'torch'; choose one of onnxruntime, "
+                                         "tensorrt"):
+        create_backend(package, "torch", "fp32")
+    with pytest.raises(BackendUnavailable, match="carries no training checkpoint \\(model.pt\\)"):
+        TorchBackend.from_package(package)
+    with pytest.raises(ValueError, match="runs the fp32 checkpoint"):
+        TorchBackend.from_package(package, "int8")
     reference = TorchBackend(model.encoder, package.chunk_frames)
     onnx_fp32 = create_backend(package, "onnxruntime", "fp32")
     report = stream_parity(reference, onnx_fp32, random_feats(100 * package.chunk_frames))
@@ -151,12 +157,12 @@ def tensorrt_gpu():
 @pytest.mark.parametrize("precision", ["int8", "fp16"])
 def test_tensorrt_engine_builds_and_matches_onnxruntime(
         tensorrt_gpu, small_package, tmp_path, precision):  # noqa: F811
-    from edge_ser_export.config import ExportConfig
-    from edge_ser_export.tensorrt_build import export_trt
+    from edge_ser.engine_build.config import TensorRTConfig
+    from edge_ser.engine_build.tensorrt_build import export_trt
 
     root = tmp_path / "pkg"
     shutil.copytree(small_package[1].root, root)
-    entry = export_trt(load_package(root), precision, ExportConfig().tensorrt,
+    entry = export_trt(load_package(root), precision, TensorRTConfig(),
                        tmp_path / "timing.cache", chunks=100)
     package = load_package(root)  # the engine is registered with its sha256
     assert entry in package.manifest["engines"] and (tmp_path / "timing.cache").is_file()

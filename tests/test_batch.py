@@ -18,23 +18,22 @@ import soundfile as sf
 from fakes import fake_recognizer
 from synth import concat, silence, voiced
 
-from edge_ser import cli
 from edge_ser.audio import resample
 from edge_ser.batch.inputs import collect_recordings
 from edge_ser.batch.runner import run_batch
 from edge_ser.batch.settings import JobSettings
-from edge_ser.commands.runtime_options import DEFAULT_RUNTIME_CONFIG
 from edge_ser.config import load_config
 from edge_ser.events import EVENT_FORMAT_VERSION, SegmentResult, read_jsonl
 from edge_ser.recognizer import Recognizer
 from edge_ser.runtime_config import RuntimeConfig
+from edge_ser_export import cli
 
 RATE = 16_000
 
 
 def runtime_config() -> RuntimeConfig:
-    path = DEFAULT_RUNTIME_CONFIG if DEFAULT_RUNTIME_CONFIG.is_file() else None
-    return load_config(RuntimeConfig, path)
+    """What the commands run with when no --config is given: the built-in defaults."""
+    return load_config(RuntimeConfig, None)
 
 
 def speaker(seed: int, f0_hz: float, offset_s: float) -> np.ndarray:

@@ -17,9 +17,9 @@ import pytest
 from fakes import fake_recognizer
 from test_batch import write_bad_files, write_call
 
-from edge_ser import cli
 from edge_ser.events import read_jsonl
 from edge_ser.recognizer import Recognizer
+from edge_ser_export import cli
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -168,7 +168,8 @@ def test_a_batch_killed_with_sigkill_resumes_to_the_same_outputs(bundled_model, 
     out = tmp_path / "out"
     command = [sys.executable, str(REPO / "main.py"), "batch", str(calls), "--out", str(out),
                "--quiet", "--workers", str(workers)]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
     process = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     try:

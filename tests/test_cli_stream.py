@@ -17,9 +17,9 @@ import soundfile as sf
 from fakes import fake_recognizer
 from synth import DEMO_AUDIO, DEMO_LABELS, concat, silence, voiced
 
-from edge_ser import cli
 from edge_ser.events import EVENT_FORMAT_VERSION, read_jsonl
 from edge_ser.recognizer import Recognizer
+from edge_ser_export import cli
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -3,7 +3,14 @@ from collections import Counter
 
 import pytest
 
-from edge_ser_train.corpus import CorpusError, labelled, read_corpus, speaker_folds, speaker_split, speakers
+from edge_ser_train.corpus import (
+    CorpusError,
+    labelled,
+    read_corpus,
+    speaker_folds,
+    speaker_split,
+    speakers,
+)
 
 COLUMNS = ["file", "corpus", "language", "speaker", "gender", "emotion", "emotion4", "text",
            "sample_rate", "channels", "duration_s"]

@@ -1,8 +1,11 @@
 """DANN: gradient reversal, the lambda ramp and the language classifier."""
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch: the [train] extra")
+
 import math
 
-import pytest
 import torch
 from torch.nn import functional as F
 

@@ -1,5 +1,8 @@
-import numpy as np
 import pytest
+
+pytest.importorskip("torch", reason="needs torch: the [train] extra")
+
+import numpy as np
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -1,26 +1,35 @@
 """Export of small random models: ONNX round trip, parity, the graph rules TensorRT needs."""
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch: the [train] extra")
+
 import json
 from collections import Counter
 
 import numpy as np
 import onnx
-import pytest
 import torch
 from onnx import helper
 
 from edge_ser import contract
 from edge_ser.backends.onnxruntime_backend import OnnxRuntimeBackend
-from edge_ser.backends.torch_backend import TorchBackend
 from edge_ser.config import load_config
+from edge_ser.engine_build.config import TensorRTConfig
+from edge_ser.engine_build.fp16 import to_fp16
+from edge_ser.engine_build.graph_checks import (
+    GraphCheckError,
+    check_deployable,
+    check_io_shapes,
+    check_qdq,
+)
+from edge_ser.engine_build.parity import random_feats, stream_parity
+from edge_ser.engine_build.tensorrt_build import PROFILES, profile_shapes, trtexec_command
 from edge_ser.package import load_package
 from edge_ser.scoring import WindowScorer, encode_clip, stats_pool
 from edge_ser_export import steps
 from edge_ser_export.config import ExportConfig
-from edge_ser_export.fp16 import to_fp16
-from edge_ser_export.graph_checks import GraphCheckError, check_deployable, check_io_shapes, check_qdq
-from edge_ser_export.parity import random_feats, stream_parity
-from edge_ser_export.tensorrt_build import PROFILES, profile_shapes, trtexec_command
+from edge_ser_export.torch_reference import TorchBackend
 from edge_ser_train.config import TrainConfig
 from edge_ser_train.model import EmotionModel
 
@@ -63,7 +72,7 @@ def small_package(tmp_path_factory):
     feats = clips(24, seed=1)
     targets = np.arange(len(feats)) % len(LABELS)
     steps.write_package(model, root, LABELS, export_config(), feats[:12], feats, targets,
-                        provenance={"checkpoint": {"path": "", "sha256": ""}})
+                        provenance={"checkpoint": {"file": "", "sha256": ""}})
     return model, load_package(root)
 
 
@@ -185,7 +194,7 @@ def test_tensorrt_profiles_follow_the_manifest(small_package, tmp_path):
             fixed = [d for d in declared if d != contract.BATCH_DIM]
             assert [d for i, d in enumerate(high) if i != axis] == fixed
     command = trtexec_command(package, "int8", package.encoder_path("int8"),
-                              tmp_path / "e.engine", tmp_path / "cache", ExportConfig().tensorrt)
+                              tmp_path / "e.engine", tmp_path / "cache", TensorRTConfig())
     assert "--stronglyTyped" in command and "--profile=1" in command
     assert command.count("--minShapes=") == 2
     assert f"{contract.ENCODER_INPUT}:1x{package.chunk_frames}x{contract.N_MELS}" in command

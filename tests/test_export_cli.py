@@ -1,11 +1,14 @@
 """`export` and `eval` on the command line: a package checked, a trtexec line, a scored folder."""
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch: the [train] extra")
+
 import argparse
 import csv
 import json
 
 import numpy as np
-import pytest
 import soundfile as sf
 from test_export import LABELS, small_package  # noqa: F401  (module fixture)
 
@@ -90,3 +93,18 @@ def test_eval_refuses_a_missing_model(tmp_path):
     with pytest.raises(UsageError, match="no model package or checkpoint"):
         run(eval_command, ["eval", "--model", str(tmp_path / "nothing"), "--data",
                            str(tmp_path / "tones")])
+
+
+def test_eval_scores_a_checkpoint_through_the_training_layer(tmp_path, capsys):
+    """`eval --model CKPT.pt` on the assembled command line: the runtime's eval command gets
+    the training layer's checkpoint scorer from the command line, never imports it itself."""
+    from test_adapt import tiny_checkpoint
+
+    from edge_ser_export.cli import main
+
+    write_corpus(tmp_path / "tones")
+    tiny_checkpoint(tmp_path / "model.pt", with_bank=False)
+    assert main(["eval", "--model", str(tmp_path / "model.pt"), "--data",
+                 str(tmp_path / "tones"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["scores"][str(tmp_path / "tones")]
+    assert report["count"] == 2 * len(LABELS) and 0.0 <= report["ua"] <= 1.0

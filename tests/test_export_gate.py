@@ -1,19 +1,22 @@
 """The INT8 accuracy gate: passes a well-calibrated encoder, stops a broken one."""
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch: the [train] extra")
+
 import shutil
 
 import numpy as np
-import pytest
 import torch
 from test_export import LABELS, export_config, small_model
 
 from edge_ser.backends.onnxruntime_backend import OnnxRuntimeBackend
+from edge_ser.engine_build.parity import random_feats
 from edge_ser.package import load_package
 from edge_ser.scoring import WindowScorer
 from edge_ser_export import evaluate, steps
 from edge_ser_export.evaluate import QuantizationGateError, accuracy_gate
 from edge_ser_export.memory_bank import clip_embeddings
-from edge_ser_export.parity import random_feats
 
 
 def report(ua_classifier: float, ua_fused: float) -> dict:

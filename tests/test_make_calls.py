@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import soundfile as sf
 
-from tools.make_calls import generate, read_ground_truth
-from tools.score_calls import score_calls
+pytest.importorskip("scipy", reason="the call generator's telephone channel needs scipy: the "
+                    "[train] extra")
+
+from tools.make_calls import generate, read_ground_truth  # noqa: E402
+from tools.score_calls import score_calls  # noqa: E402
 
 
 def test_a_generated_call_is_8khz_stereo_mu_law_with_turns_on_their_own_channel(

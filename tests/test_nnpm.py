@@ -1,8 +1,11 @@
 """NNPM on small tensors with known answers: the memory, its loss, pseudo multilabels, losses."""
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch: the [train] extra")
+
 import math
 
-import pytest
 import torch
 from torch.nn import functional as F
 

@@ -1,12 +1,15 @@
 """The model package loader refuses every mismatch with a message naming the field; the bundled
 package loads and recognises real emotional speech."""
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch: the [train] extra")
+
 import json
 import shutil
 
 import numpy as np
 import onnx
-import pytest
 from test_export import small_package  # noqa: F401  (module fixture)
 
 from edge_ser import contract

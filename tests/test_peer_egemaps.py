@@ -25,6 +25,9 @@ from edge_ser_train.peer_egemaps import (
 requires_opensmile = pytest.mark.skipif(
     importlib.util.find_spec("opensmile") is None,
     reason="openSMILE is not installed (research-only extra: pip install -e .[bench])")
+requires_sklearn = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None,
+                                      reason="the peer's classifier needs scikit-learn "
+                                      "(the [bench] extra)")
 
 RATE_HZ = 16_000
 # Per class: (fundamental Hz, peak amplitude, harmonics). Loud, high and bright against quiet,
@@ -138,6 +141,7 @@ def test_missing_opensmile_says_what_to_install(corpus_dir, tmp_path, monkeypatc
         egemaps_features([clip], tmp_path / "cache")
 
 
+@requires_sklearn
 def test_peer_predicts_only_fitted_classes_and_refuses_predict_before_fit():
     rng = np.random.default_rng(0)
     y = np.repeat([0, 2], 30)
@@ -149,6 +153,7 @@ def test_peer_predicts_only_fitted_classes_and_refuses_predict_before_fit():
     assert np.mean(pred == y) > 0.95
 
 
+@requires_sklearn
 def test_one_exploding_functional_does_not_decide_the_class():
     # A *_stddevNorm functional divides by a mean that can be near zero; one huge value must not
     # outvote every other feature.

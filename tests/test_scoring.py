@@ -1,16 +1,19 @@
 """Pooling, the numpy head and the memory bank, and whole-clip encoding through a backend."""
 
-import numpy as np
 import pytest
+
+pytest.importorskip("torch", reason="needs torch: the [train] extra")
+
+import numpy as np
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_export import LABELS, small_model
 
-from edge_ser.backends.torch_backend import TorchBackend
+from edge_ser.engine_build.parity import random_feats
 from edge_ser.scoring import WindowScorer, encode_clip, stats_pool
 from edge_ser_export.head import head_arrays
-from edge_ser_export.parity import random_feats
+from edge_ser_export.torch_reference import TorchBackend
 from edge_ser_train.model import masked_stats_pool
 
 

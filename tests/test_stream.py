@@ -305,7 +305,8 @@ def test_streaming_imports_no_torch_and_no_live_audio_stack():
         "import sys\n"
         f"sys.path.insert(0, {str(tests)!r})\n"
         "from fakes import fake_recognizer\n"
-        "import edge_ser.cli, edge_ser.live, edge_ser.commands.stream, edge_ser.commands.mic\n"
+        "import edge_ser_export.cli, edge_ser.live\n"
+        "import edge_ser.commands.stream, edge_ser.commands.mic\n"
         f"fake_recognizer().process_file({str(DEMO_AUDIO)!r})\n"
         "heavy = ('torch', 'torchaudio', 'train', 'export', 'sounddevice', 'opensmile')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n")

@@ -1,9 +1,12 @@
 """A short training run must actually learn a separable task, and checkpoints must round-trip."""
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch: the [train] extra")
+
 import csv
 
 import numpy as np
-import pytest
 import soundfile as sf
 import torch
 

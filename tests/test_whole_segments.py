@@ -146,7 +146,7 @@ def test_a_graph_that_differs_from_the_chunks_is_not_used(package, monkeypatch):
 
 def test_the_torch_encoder_runs_whole_segments_like_its_chunks():
     torch = pytest.importorskip("torch")
-    from edge_ser.backends.torch_backend import TorchBackend
+    from edge_ser_export.torch_reference import TorchBackend
     from edge_ser_train.encoder import TCNEncoder
 
     torch.manual_seed(0)

@@ -1,164 +1,20 @@
-"""Corpora in the shared `labels.csv` format, the 4-class taxonomy, and speaker-independent splits.
+"""Speaker-independent splits of corpora in the shared `labels.csv` format.
 
-A corpus is any folder holding audio files and a `labels.csv` with the columns
-`file, corpus, language, speaker, gender, emotion, emotion4, text, sample_rate, channels,
-duration_s`. The audio is read from where it lies; nothing is copied.
+Reading corpora (`Clip`, `read_corpus`, `labelled`, ...) is the runtime's `edge_ser.corpus` and
+the splits are `edge_ser.speaker_split`; their names are importable from here too, so training
+code has one module for its data.
 """
 
-from __future__ import annotations
+from edge_ser.corpus import (
+    REQUIRED_COLUMNS,
+    Clip,
+    CorpusError,
+    describe,
+    labelled,
+    read_corpus,
+    speakers,
+)
+from edge_ser.speaker_split import SPLIT_SLACK, speaker_folds, speaker_split
 
-import csv
-import random
-from collections import Counter, defaultdict
-from dataclasses import dataclass
-from pathlib import Path
-
-from edge_ser.contract import DEFAULT_LABELS
-
-REQUIRED_COLUMNS = ("file", "corpus", "language", "speaker", "emotion4")
-SPLIT_SLACK = 0.15
-"""How much worse than the best (size error + class-mix distance) a held-out set may be."""
-
-
-class CorpusError(ValueError):
-    """A corpus folder or its labels.csv is missing or malformed."""
-
-
-@dataclass(frozen=True)
-class Clip:
-    """One labelled (or unlabelled) recording of a corpus."""
-
-    path: Path
-    corpus: str
-    language: str
-    speaker: str
-    """Corpus-qualified speaker id (`emodb:03`), unique across corpora."""
-    emotion: str
-    label: str | None
-    """The 4-class `emotion4` label, or None where the clip has no 4-class equivalent."""
-    duration_s: float
-
-
-def read_corpus(folder: str | Path) -> list[Clip]:
-    """Read every row of `folder/labels.csv`; the audio files must exist beside it."""
-    root = Path(folder)
-    labels_csv = root / "labels.csv"
-    if not labels_csv.is_file():
-        raise CorpusError(f"{root}: no labels.csv found (a corpus folder needs one)")
-    with labels_csv.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or ())]
-        if missing:
-            raise CorpusError(f"{labels_csv}: missing column(s) {', '.join(missing)}")
-        clips = [_clip(root, labels_csv, line, row) for line, row in enumerate(reader, start=2)]
-    if not clips:
-        raise CorpusError(f"{labels_csv}: no rows")
-    return clips
-
-
-def _clip(root: Path, labels_csv: Path, line: int, row: dict[str, str]) -> Clip:
-    path = root / row["file"]
-    if not path.is_file():
-        raise CorpusError(f"{labels_csv}:{line}: audio file {row['file']!r} not found in {root}")
-    corpus = row["corpus"] or root.name
-    label = row["emotion4"].strip() or None
-    duration = row.get("duration_s") or "nan"
-    return Clip(path=path, corpus=corpus, language=row["language"],
-                speaker=f"{corpus}:{row['speaker']}", emotion=row.get("emotion", ""),
-                label=label, duration_s=float(duration))
-
-
-def labelled(clips: list[Clip], labels: tuple[str, ...] = DEFAULT_LABELS) -> list[Clip]:
-    """The clips whose 4-class label is one of `labels`."""
-    return [c for c in clips if c.label in labels]
-
-
-def speakers(clips: list[Clip]) -> list[str]:
-    return sorted({c.speaker for c in clips})
-
-
-def speaker_folds(clips: list[Clip], n_folds: int, seed: int) -> list[list[Clip]]:
-    """Partition clips into `n_folds` groups with no speaker in two groups.
-
-    Speakers are shuffled by `seed`, then each goes to the fold with the fewest clips so far,
-    largest speakers first, which keeps folds close in size even when speakers are uneven.
-    """
-    by_speaker: dict[str, list[Clip]] = defaultdict(list)
-    for clip in clips:
-        by_speaker[clip.speaker].append(clip)
-    if len(by_speaker) < n_folds:
-        raise CorpusError(f"{len(by_speaker)} speakers cannot make {n_folds} speaker-independent "
-                          "folds")
-    order = sorted(by_speaker)
-    random.Random(seed).shuffle(order)
-    order.sort(key=lambda s: -len(by_speaker[s]))  # stable: equal sizes keep the shuffled order
-    folds: list[list[Clip]] = [[] for _ in range(n_folds)]
-    for spk in order:
-        smallest = min(range(n_folds), key=lambda i: len(folds[i]))
-        folds[smallest].extend(by_speaker[spk])
-    return folds
-
-
-def speaker_split(clips: list[Clip], test_fraction: float, seed: int,
-                  candidates: int = 300) -> tuple[list[Clip], list[Clip]]:
-    """Split into (train, test), per corpus, with no speaker on both sides.
-
-    Each corpus' test side holds about `test_fraction` of its clips, with a class mix as close
-    to the corpus' own as its speakers allow: `candidates` random speaker orders (seeded) are
-    each filled up to the target size and scored by size error plus class-mix distance; the seed
-    then picks one of the near-best distinct candidates, so different seeds hold out different
-    speakers. This matters where speaker and emotion are confounded (a corpus whose biggest
-    speaker speaks one emotion only would otherwise give a one-class test set).
-    """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    rng = random.Random(seed)
-    train, test = [], []
-    for corpus in sorted({c.corpus for c in clips}):
-        part = [c for c in clips if c.corpus == corpus]
-        chosen = _best_test_speakers(part, test_fraction, rng, candidates)
-        test.extend(c for c in part if c.speaker in chosen)
-        train.extend(c for c in part if c.speaker not in chosen)
-    return train, test
-
-
-def _best_test_speakers(clips: list[Clip], test_fraction: float, rng: random.Random,
-                        candidates: int) -> set[str]:
-    by_speaker: dict[str, Counter] = defaultdict(Counter)
-    for clip in clips:
-        by_speaker[clip.speaker][clip.label] += 1
-    if len(by_speaker) < 2:
-        raise CorpusError(f"{clips[0].corpus}: one speaker cannot make a speaker-independent split")
-    classes = sorted({c.label for c in clips}, key=str)
-    overall = Counter(c.label for c in clips)
-    target = test_fraction * len(clips)
-    scored: dict[frozenset, float] = {}
-    names = sorted(by_speaker)
-    for _ in range(candidates):
-        rng.shuffle(names)
-        chosen, counts = [], Counter()
-        for spk in names[:-1]:  # at least one speaker stays in train
-            size = sum(counts.values())
-            if size >= target:
-                break
-            if size + sum(by_speaker[spk].values()) > 1.5 * target and chosen:
-                continue  # would overshoot: try a smaller speaker
-            chosen.append(spk)
-            counts += by_speaker[spk]
-        size = sum(counts.values())
-        mix = sum(abs(counts[k] / size - overall[k] / len(clips)) for k in classes)
-        scored[frozenset(chosen)] = abs(size - target) / target + mix
-    best_cost = min(scored.values())
-    near_best = sorted((sorted(k) for k, v in scored.items() if v <= best_cost + SPLIT_SLACK))
-    return set(rng.choice(near_best))
-
-
-def describe(clips: list[Clip]) -> str:
-    """One line per corpus: clip count, speakers, label counts."""
-    lines = []
-    for corpus in sorted({c.corpus for c in clips}):
-        part = [c for c in clips if c.corpus == corpus]
-        counts = Counter(c.label or "-" for c in part)
-        lines.append(f"{corpus}: {len(part)} clips, {len(speakers(part))} speakers, "
-                     + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    return "\n".join(lines)
+__all__ = ["REQUIRED_COLUMNS", "SPLIT_SLACK", "Clip", "CorpusError", "describe", "labelled",
+           "read_corpus", "speaker_folds", "speaker_split", "speakers"]

@@ -81,8 +81,9 @@ class SourceMemory:
 
     def centroids(self, per_class: int, seed: int = 0) -> SourceMemory:
         """A fixed memory of `per_class` spherical k-means centroids of each class' slots, the
-        compact memory a model package ships (`export.memory_bank`), made of the slots now."""
-        from edge_ser_export.memory_bank import class_centroids
+        compact memory a model package ships (`edge_ser_export.memory_bank`), made of the slots
+        now."""
+        from edge_ser_train.centroids import class_centroids
 
         centroids, owners = class_centroids(self.slots.double().numpy(), self.labels.numpy(),
                                             self.n_classes, per_class, iterations=50, seed=seed)

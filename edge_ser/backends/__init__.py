@@ -1,13 +1,13 @@
-"""Encoder backends: onnxruntime (default, CPU), TensorRT (NVIDIA GPUs and Jetson), torch
-(debugging, needs the training checkpoint). Each lives in its own module and imports its heavy
-library only when created."""
+"""Encoder backends: onnxruntime (default, CPU) and TensorRT (NVIDIA GPUs and Jetson). Each lives
+in its own module and imports its heavy library only when created. (The training checkpoint's
+torch encoder, a reference for parity checks, is `edge_ser_export.torch_reference`.)"""
 
 from __future__ import annotations
 
 from edge_ser.backends.base import BackendUnavailable, EncoderBackend
 from edge_ser.package import ModelPackage
 
-BACKENDS = ("onnxruntime", "tensorrt", "torch")
+BACKENDS = ("onnxruntime", "tensorrt")
 
 __all__ = ["BACKENDS", "BackendUnavailable", "EncoderBackend", "create_backend",
            "default_precision"]
@@ -15,7 +15,7 @@ __all__ = ["BACKENDS", "BackendUnavailable", "EncoderBackend", "create_backend",
 
 def default_precision(backend: str) -> str:
     """The precision each backend runs best at: INT8 on TensorRT (tensor cores, the reason the
-    QDQ graph exists); fp32 on onnxruntime and torch, where this small network's INT8 kernels
+    QDQ graph exists); fp32 on onnxruntime, where this small network's INT8 kernels
     are slower than fp32 on x86 CPUs (docs/benchmarks.md) and fp32 is exact."""
     return "int8" if backend == "tensorrt" else "fp32"
 
@@ -33,8 +33,4 @@ def create_backend(package: ModelPackage, name: str = "onnxruntime",
         from edge_ser.backends.tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend(package, precision)
-    if name == "torch":
-        from edge_ser.backends.torch_backend import TorchBackend
-
-        return TorchBackend.from_package(package, precision, threads)
     raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

@@ -37,7 +37,8 @@ import soundfile as sf
 from edge_ser.batch.outputs import RUN_JSON
 from edge_ser.contract import SAMPLE_RATE_HZ
 
-CLI = "import sys; from edge_ser.cli import main; sys.exit(main())"
+CLI = ("import sys; from edge_ser.commands import run_runtime_command; "
+       "sys.exit(run_runtime_command(sys.argv[1], sys.argv[2:]))")
 """`edge-ser batch`, run as its own process."""
 POLL_S = 0.05
 

@@ -70,8 +70,11 @@ def import_footprint(kernels: str) -> list[list]:
 
 
 def measure(audio_path: Path, model: str | None, backend: str, precision: str, minutes: float,
-            every_min: float, chunk_ms: int, kernels: str = "numba") -> dict:
+            every_min: float, chunk_ms: int, kernels: str = "numba", config=None) -> dict:
+    """`config`: the runtime config (None: the built-in defaults), with `kernels` set."""
     footprint = import_footprint(kernels)
+
+    import dataclasses
 
     from edge_ser.audio import load_mono_16k
     from edge_ser.contract import SAMPLE_RATE_HZ
@@ -79,7 +82,8 @@ def measure(audio_path: Path, model: str | None, backend: str, precision: str, m
     from edge_ser.runtime_config import FeaturesConfig, RuntimeConfig
 
     report = {"kernels": kernels, "rss_start_mb": footprint[0][1], "rss_imported_mb": rss_mb()}
-    config = RuntimeConfig(features=FeaturesConfig(kernels=kernels))
+    config = dataclasses.replace(config if config is not None else RuntimeConfig(),
+                                 features=FeaturesConfig(kernels=kernels))
     recognizer = Recognizer.from_options(model, backend=backend, precision=precision,
                                          config=config)
     footprint.append(["model package loaded", rss_mb()])
@@ -119,9 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-ms", type=int, default=100)
     parser.add_argument("--kernels", default="numba",
                         help="feature kernels, one of edge_ser.features.KERNELS")
+    parser.add_argument("--config", type=Path, default=None, help="runtime YAML")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
+    from edge_ser.config import load_config
+    from edge_ser.runtime_config import RuntimeConfig
+
+    config = load_config(RuntimeConfig, args.config, args.overrides)
     report = measure(args.audio, args.model, args.backend, args.precision, args.minutes,
-                     args.every_min, args.chunk_ms, args.kernels)
+                     args.every_min, args.chunk_ms, args.kernels, config)
     print(json.dumps(report))
     return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 
-from edge_ser.bench.stream_bench import CHUNK_MS, BenchOptions
+from edge_ser.bench.stream_options import CHUNK_MS, BenchOptions
 
 MEMORY_TARGET_MIB = 200e6 / 2**20
 """The resident memory target, 200 MB, in the MiB that /proc reports (190.7)."""

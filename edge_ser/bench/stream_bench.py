@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_ser.bench.report import render
+from edge_ser.bench.stream_options import CHUNK_MS, BenchOptions
 from edge_ser.contract import SAMPLE_RATE_HZ
-
-CHUNK_MS = 100
 
 
 @dataclass
@@ -194,11 +194,12 @@ def segment_latency(recognizer, audio: np.ndarray, labels_csv: Path) -> list[dic
 
 
 def memory_run(audio_path: Path, model, backend: str, precision: str, minutes: float,
-               kernels: str) -> dict:
-    """The long-stream memory measurement with the given feature kernels, in a fresh process."""
+               kernels: str, config_args: tuple[str, ...] = ()) -> dict:
+    """The long-stream memory measurement with the given feature kernels, in a fresh process
+    (`config_args`: the runtime config as `--config` / `--set` arguments)."""
     command = [sys.executable, "-m", "edge_ser.bench.memory", "--audio", str(audio_path),
                "--backend", backend, "--precision", precision, "--minutes", str(minutes),
-               "--every-min", str(minutes / 12), "--kernels", kernels]
+               "--every-min", str(minutes / 12), "--kernels", kernels, *config_args]
     if model is not None:
         command += ["--model", str(model)]
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -247,19 +248,6 @@ def timed_median(fn, repeats: int, audio_s: float) -> tuple[float, float]:
             statistics.median(r[1] for r in runs) / audio_s)
 
 
-@dataclass
-class BenchOptions:
-    audio: Path
-    labels: Path | None
-    model: str | None
-    backend: str
-    precision: str
-    minutes: float
-    memory_minutes: float
-    repeats: int
-    command: str
-
-
 def benchmark(options: BenchOptions, log=print) -> tuple[str, dict]:
     """Run every measurement; returns (the markdown report, the figures as a dict).
 
@@ -278,7 +266,7 @@ def benchmark(options: BenchOptions, log=print) -> tuple[str, dict]:
     with single_thread_limits():
         recognizer = Recognizer.from_options(options.model, backend=options.backend,
                                              precision=options.precision, threads=1,
-                                             config=kernels_config("numba"))
+                                             config=kernels_config("numba", options.config))
         log(f"pipeline and silero-vad, alternating: {audio_s:.0f} s of audio x "
             f"{options.repeats}")
         run_pipeline(recognizer, audio[: 10 * SAMPLE_RATE_HZ], SAMPLE_RATE_HZ)  # warm up
@@ -308,9 +296,7 @@ def benchmark(options: BenchOptions, log=print) -> tuple[str, dict]:
             f"{kernels} feature kernels")
         figures["memory"][kernels] = memory_run(options.audio, options.model, options.backend,
                                                 options.precision, options.memory_minutes,
-                                                kernels)
-    from edge_ser.bench.report import render
-
+                                                kernels, options.config_args)
     return render(options, facts, figures), figures
 
 

@@ -49,6 +49,7 @@ def add_parser(sub) -> None:
                    "[plot] extra)")
     p.add_argument("--quiet", action="store_true", help="print only the final line")
     add_runtime_options(p)
+    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

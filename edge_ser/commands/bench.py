@@ -9,7 +9,12 @@ import sys
 from pathlib import Path
 
 from edge_ser.commands.common import UsageError
-from edge_ser.commands.runtime_options import BACKEND_CHOICES, PRECISION_CHOICES
+from edge_ser.commands.runtime_options import (
+    BACKEND_CHOICES,
+    PRECISION_CHOICES,
+    add_runtime_config_options,
+    load_runtime_config,
+)
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 
@@ -39,6 +44,7 @@ def add_parser(sub) -> None:
                    help="length of the memory stream (default: 60)")
     s.add_argument("--repeats", type=int, default=3, help="passes per figure (median)")
     s.add_argument("--out", type=Path, help="write the markdown report here")
+    add_runtime_config_options(s)
     b = what.add_parser("batch", help="batch engine throughput and memory vs openSMILE",
                         description="Throughput (recording-seconds per wall-clock second, per "
                         "worker) and peak memory per worker of `edge-ser batch` on stereo call "
@@ -60,6 +66,8 @@ def add_parser(sub) -> None:
                    "numba kernels)")
     b.add_argument("--json", type=Path, help="also write the figures as JSON here")
     b.add_argument("--out", type=Path, help="write the markdown report here")
+    add_runtime_config_options(b)
+    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,6 +88,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers: expected e.g. 1,2, got {args.workers!r}") from None
     if args.minutes <= 0 or args.repeats < 1 or not workers or min(workers) < 1:
         raise UsageError("--minutes must be positive, --repeats and every --workers >= 1")
+    load_runtime_config(args)  # a bad --config or --set fails here, before any pass
     recordings = []
     for item in args.recordings:
         if item.is_dir():
@@ -95,25 +104,36 @@ def _run_batch(args: argparse.Namespace) -> int:
         recordings=recordings, minutes=args.minutes, workers=workers, repeats=args.repeats,
         model=str(args.model) if args.model else None, backend=args.backend,
         precision=args.precision, egemaps=not args.no_egemaps,
-        variants=() if args.no_variants else VARIANTS,
+        variants=() if args.no_variants else VARIANTS, extra_args=_config_args(args),
         command="python main.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     return _report(benchmark, options, args.out, args.json)
 
 
 def _run_stream(args: argparse.Namespace) -> int:
-    from edge_ser.bench.stream_bench import BenchOptions, benchmark
+    from edge_ser.bench.stream_bench import benchmark
+    from edge_ser.bench.stream_options import BenchOptions
 
     if args.minutes <= 0 or args.memory_minutes <= 0 or args.repeats < 1:
         raise UsageError("--minutes and --memory-minutes must be positive, --repeats >= 1")
+    config = load_runtime_config(args)  # a bad --config or --set fails here, before any pass
     labels = args.labels
     if labels is None and args.audio == DEMO_DIR / "conversation.flac":
         labels = DEMO_DIR / "conversation.labels.csv"
     options = BenchOptions(
         audio=args.audio, labels=labels, model=str(args.model) if args.model else None,
         backend=args.backend, precision=args.precision, minutes=args.minutes,
-        memory_minutes=args.memory_minutes, repeats=args.repeats,
+        memory_minutes=args.memory_minutes, repeats=args.repeats, config=config,
+        config_args=tuple(_config_args(args)),
         command="python main.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     return _report(benchmark, options, args.out, None)
+
+
+def _config_args(args: argparse.Namespace) -> list[str]:
+    """--config / --set as given, for the benchmark's own processes."""
+    out = ["--config", str(args.config)] if args.config else []
+    for override in args.overrides:
+        out += ["--set", override]
+    return out
 
 
 def _report(benchmark, options, out: Path | None, json_out: Path | None) -> int:

@@ -2,7 +2,9 @@
 
 A model package (default: the bundled one) is scored through the runtime path, as every other
 command runs it: log-mel -> encoder backend chunk by chunk -> whole-clip pooling -> head and
-memory bank, fused (no torch). A training checkpoint (`.pt`) is scored with torch.
+memory bank, fused (no torch). A training checkpoint (`.pt`) is scored with torch by the
+training layer: the command line passes its scorer in (`score_checkpoint`), so this module
+never imports it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_ser.commands.common import MAX_THREADS, UsageError, check_range
+from edge_ser.commands.runtime_options import (
+    BACKEND_CHOICES,
+    PRECISION_CHOICES,
+    add_runtime_config_options,
+    load_runtime_config,
+)
 from edge_ser.package import DEFAULT_PACKAGE
 
 
@@ -26,9 +34,13 @@ class EvalRun:
     precision: str
     threads: int
     data: tuple[str, ...]
+    runtime: object
+    """The runtime config (its feature kernels compute the log-mel of the clips)."""
 
 
-def add_parser(sub) -> None:
+def add_parser(sub, score_checkpoint=None) -> None:
+    """`score_checkpoint(checkpoint, folders) -> {folder: {**scores.to_dict(), "_scores":
+    scores}}`: the training layer's scorer of `.pt` checkpoints (None: not available)."""
     p = sub.add_parser("eval", help="score a model on a folder with a labels.csv",
                        description="Score a model on every labelled clip of a corpus folder "
                        "(the package's classes): UA (balanced accuracy), WA, macro-F1, confusion "
@@ -39,14 +51,16 @@ def add_parser(sub) -> None:
                    help="folder with labels.csv (repeatable)")
     p.add_argument("--model", type=Path, default=DEFAULT_PACKAGE,
                    help="model package folder or .pt checkpoint (default: the bundled package)")
-    p.add_argument("--backend", choices=("onnxruntime", "tensorrt", "torch"),
+    p.add_argument("--backend", choices=BACKEND_CHOICES,
                    default="onnxruntime", help="encoder backend for a package")
-    p.add_argument("--precision", choices=("int8", "fp32", "fp16"), default=None,
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
                    help="encoder precision for a package (default: int8 on TensorRT, fp32 "
                    "otherwise; fp16: TensorRT only)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads of the encoder")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.add_argument("--out", type=Path, help="also write scores and the resolved settings here")
+    add_runtime_config_options(p)
+    p.set_defaults(handler=run, score_checkpoint=score_checkpoint)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,10 +72,14 @@ def run(args: argparse.Namespace) -> int:
     check_range("--threads", args.threads, 1, MAX_THREADS)
     _check_out(args.out)  # before any scoring
     args.precision = args.precision or default_precision(args.backend)
+    config = load_runtime_config(args)
     if args.model.is_dir():
-        report = _score_package(args)
+        report = _score_package(args, config.features.kernels)
     elif args.model.is_file():
-        report = _score_checkpoint(args)
+        if getattr(args, "score_checkpoint", None) is None:
+            raise UsageError(f"{args.model}: scoring a training checkpoint needs the training "
+                             "layer; pass a model package folder to --model")
+        report = args.score_checkpoint(args.model, args.data)
     else:
         raise UsageError(f"{args.model}: no model package or checkpoint there (pass a package "
                          "folder or a .pt file to --model)")
@@ -81,32 +99,24 @@ def run(args: argparse.Namespace) -> int:
         try:
             write_text_atomic(args.out / "scores.json", json.dumps(report, indent=2))
             save_resolved(EvalRun(str(args.model), args.backend, args.precision, args.threads,
-                                  tuple(str(d) for d in args.data)), args.out)
+                                  tuple(str(d) for d in args.data), config), args.out)
         except OSError as exc:
             raise UsageError(f"--out {args.out}: cannot write the scores "
                              f"({exc.strerror or exc})") from None
     return 0
 
 
-def _clips(folder: Path, labels: tuple[str, ...]):
-    from edge_ser_train.corpus import CorpusError, labelled, read_corpus
-
-    clips = labelled(read_corpus(folder), labels)
-    if not clips:
-        raise CorpusError(f"{folder}: no clip carries one of the labels {', '.join(labels)}")
-    return clips
-
-
-def _score_package(args) -> dict:
+def _score_package(args, kernels: str) -> dict:
     import numpy as np
 
     from edge_ser.audio import AudioError
     from edge_ser.backends import create_backend
+    from edge_ser.corpus import read_labelled
     from edge_ser.metrics import score
     from edge_ser.package import load_package
     from edge_ser.scoring import WindowScorer, encode_clip, stats_pool
+    from edge_ser.training_data import TrainingData
     from edge_ser.trim import clip_log_mel
-    from edge_ser_train.training_speakers import TrainingData
 
     package = load_package(args.model)
     seen = TrainingData.from_manifest(package.manifest)
@@ -116,9 +126,9 @@ def _score_package(args) -> dict:
     try:
         for folder in args.data:
             pooled, references, kept, skipped = [], [], [], []
-            for clip in _clips(folder, package.labels):
+            for clip in read_labelled(folder, package.labels):
                 try:
-                    feats = clip_log_mel(clip.path)
+                    feats = clip_log_mel(clip.path, kernels)
                 except AudioError as exc:
                     _skip(skipped, clip.path, str(exc))
                     continue
@@ -148,25 +158,6 @@ def _score_package(args) -> dict:
     return report
 
 
-def _score_checkpoint(args) -> dict:
-    from edge_ser_train.evaluate import score_model
-    from edge_ser_train.trainer import load_checkpoint
-    from edge_ser_train.training_speakers import TrainingData
-
-    model, cfg, payload = load_checkpoint(args.model)
-    seen = TrainingData.from_train_config(payload["config"])
-    report = {}
-    for folder in args.data:
-        clips = _clips(folder, cfg.data.labels)
-        scores = score_model(model, cfg.data.labels, clips)
-        unseen = [c for c in clips if seen.reason(c) is None]
-        held = score_model(model, cfg.data.labels, unseen) if unseen else None
-        report[str(folder)] = {**scores.to_dict(), "_scores": scores,
-                               "training_overlap": _overlap(seen, clips),
-                               "held_out": held.to_dict() if held else None}
-    return report
-
-
 def _check_out(out: Path | None) -> None:
     """--out must be a folder this run can write: checked before any scoring."""
     if out is None:
@@ -186,17 +177,6 @@ def _skip(skipped: list[dict], path: Path, reason: str) -> None:
     skipped.append({"path": str(path), "reason": reason})
 
 
-def _overlap(seen, clips) -> dict:
-    """How many of the scored clips the model was trained on, and why."""
-    reasons: dict[str, int] = {}
-    for clip in clips:
-        reason = seen.reason(clip)
-        if reason is not None:
-            reasons[reason] = reasons.get(reason, 0) + 1
-    return {"clips": len(clips), "seen_in_training": sum(reasons.values()), "why": reasons,
-            "training_corpora": sorted(seen.corpora), "how_known": seen.note}
-
-
 def _held_out(seen, clips, references, predictions, labels) -> dict:
     """The scores restricted to the clips the model never trained on."""
     import numpy as np
@@ -206,7 +186,7 @@ def _held_out(seen, clips, references, predictions, labels) -> dict:
     held = [i for i, clip in enumerate(clips) if seen.reason(clip) is None]
     scores = (score(np.asarray(references)[held], np.asarray(predictions)[held], labels)
               if held else None)
-    return {"training_overlap": _overlap(seen, clips),
+    return {"training_overlap": seen.overlap(clips),
             "held_out": scores.to_dict() if scores else None}
 
 

@@ -2,11 +2,12 @@
 
     export package --checkpoint CKPT --out PKG   the numbered stages (ONNX fp32, INT8 QDQ, head
                                                  and memory bank, accuracy gate, size/speed),
-                                                 each ending in a check
+                                                 each ending in a check (needs torch)
     export trt --model PKG --precision int8|fp16 build a TensorRT engine on this device, check
                                                  it against onnxruntime, register it in PKG
     export check --model PKG                     verify a package and its graphs (no GPU)
     export sweep --checkpoint CKPT               memory bank / fusion settings vs held-out UA
+                                                 (needs torch)
 """
 
 from __future__ import annotations
@@ -15,28 +16,20 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_ser.commands.common import REPO_ROOT, UsageError, add_config_options
+from edge_ser.commands.common import add_config_options
 
-DEFAULT_EXPORT_CONFIG = REPO_ROOT / "configs" / "export" / "default.yaml"
+ENGINE_CONFIG_DOC = "edge_ser/engine_build/config.py: a `tensorrt:` section"
 DEFAULT_TIMING_CACHE = Path.home() / ".cache" / "edge-ser" / "tensorrt-timing.cache"
 
 
-def add_parser(sub) -> None:
+def add_parser(sub):
+    """Register `export` with its device-side stages, `trt` and `check`; returns its stage
+    subparsers, to which the export layer adds `package` and `sweep` (they read a training
+    checkpoint: `edge_ser_export.package_command.add_stages`)."""
     p = sub.add_parser("export", help="export a checkpoint to a model package; TensorRT engines",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     stages = p.add_subparsers(dest="export_command", metavar="WHAT", required=True)
-
-    pkg = stages.add_parser(
-        "package", help="checkpoint -> verified model package (ONNX fp32 + INT8, head, memory)",
-        description="Export a training checkpoint into a model package, in stages that each end "
-        "in a check: 1 ONNX fp32 (parity torch vs onnxruntime), 2 INT8 QDQ (static calibration "
-        "on training speakers; QDQ and TensorRT operator checks), 3 head and memory bank, "
-        "4 accuracy on the fixed held-out split through the runtime path and the INT8 accuracy "
-        "gate, 5 size and onnxruntime speed. Needs the checkpoint's training corpora.")
-    pkg.add_argument("--checkpoint", type=Path, required=True, help="model.pt from `train`")
-    pkg.add_argument("--out", type=Path, required=True, help="package folder to write")
-    pkg.add_argument("--force", action="store_true", help="replace --out if it exists")
-    add_config_options(pkg, DEFAULT_EXPORT_CONFIG)
 
     trt = stages.add_parser(
         "trt", help="build a TensorRT engine of a package on this device",
@@ -46,7 +39,9 @@ def add_parser(sub) -> None:
         "onnxruntime, and register it in the package's manifest. Needs tensorrt and "
         "cuda-python. With --trtexec it only prints the equivalent trtexec command.")
     trt.add_argument("--model", type=Path, required=True, help="model package folder")
-    trt.add_argument("--precision", choices=("int8", "fp16"), default="int8")
+    trt.add_argument("--precision", choices=("int8", "fp16"), default="int8",
+                     help="int8: from the package's INT8 (QDQ) encoder; fp16: from its fp32 "
+                     "encoder converted to an fp16 graph (default: int8)")
     trt.add_argument("--timing-cache", type=Path, default=DEFAULT_TIMING_CACHE,
                      help=f"timing cache file, read and updated (default: {DEFAULT_TIMING_CACHE})")
     trt.add_argument("--audio", type=Path, nargs="+",
@@ -57,49 +52,38 @@ def add_parser(sub) -> None:
     trt.add_argument("--trtexec", action="store_true",
                      help="print the equivalent trtexec command (writes the fp16 ONNX it needs "
                      "to PKG/engines/) and stop")
-    add_config_options(trt, DEFAULT_EXPORT_CONFIG)
+    add_config_options(trt, "engine build", ENGINE_CONFIG_DOC, "tensorrt.workspace_mib=1024")
+    trt.set_defaults(handler=_trt)
 
     check = stages.add_parser("check", help="verify a package and its ONNX graphs",
                               description="Load a package as the runtime does (checksums, "
                               "contract, shapes) and run the deployment checks on its graphs: "
                               "TensorRT 10 operators, declared dynamic axes, the INT8 QDQ "
-                              "pattern, TensorRT profile shapes. Prints a JSON summary.")
+                              "pattern, TensorRT profile shapes. Prints a JSON summary, with "
+                              "the engine build settings `export trt` would use (--config, "
+                              "--set).")
     check.add_argument("--model", type=Path, help="package folder (default: the bundled one)")
+    add_config_options(check, "engine build", ENGINE_CONFIG_DOC,
+                       "tensorrt.int8_max_rel_rms=0.05")
+    check.set_defaults(handler=_check)
 
-    sweep = stages.add_parser(
-        "sweep", help="held-out UA over memory bank and fusion settings",
-        description="Score classifier, memory bank and fused predictions on the fixed held-out "
-        "split for a grid of centroids per class, temperature, top-k and fusion weight (fp32 "
-        "embeddings). Prints a table; changes nothing.")
-    sweep.add_argument("--checkpoint", type=Path, required=True)
-    add_config_options(sweep, DEFAULT_EXPORT_CONFIG)
+    return stages
 
 
 def _config(args):
     from edge_ser.config import load_config
-    from edge_ser_export.config import ExportConfig
+    from edge_ser.engine_build.config import EngineBuildConfig
 
-    return load_config(ExportConfig, args.config, args.overrides)
+    return load_config(EngineBuildConfig, args.config, args.overrides)
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"package": _package, "trt": _trt, "check": _check, "sweep": _sweep}[
-        args.export_command](args)
-
-
-def _package(args) -> int:
-    from edge_ser_export.package_builder import build_package
-
-    if not args.checkpoint.is_file():
-        raise UsageError(f"{args.checkpoint}: checkpoint not found (train one with "
-                         "`python main.py train`)")
-    build_package(args.checkpoint, args.out, _config(args), force=args.force)
-    return 0
+    return args.handler(args)
 
 
 def _trt(args) -> int:
+    from edge_ser.engine_build import tensorrt_build
     from edge_ser.package import load_package
-    from edge_ser_export import tensorrt_build
 
     cfg = _config(args)
     package = load_package(args.model)
@@ -130,10 +114,12 @@ def _trt(args) -> int:
 def _check(args) -> int:
     import onnx
 
+    from edge_ser.config import to_dict
+    from edge_ser.engine_build.graph_checks import check_deployable
+    from edge_ser.engine_build.tensorrt_build import PROFILES, profile_shapes
     from edge_ser.package import load_package
-    from edge_ser_export.graph_checks import check_deployable
-    from edge_ser_export.tensorrt_build import PROFILES, profile_shapes
 
+    cfg = _config(args)
     package = load_package(args.model)
     spec = package.manifest["encoder"]
     summary = {"package": str(package.root), "labels": list(package.labels), "graphs": {}}
@@ -144,12 +130,6 @@ def _check(args) -> int:
                                         profile_shapes(package, p).items()} for p in PROFILES}
     summary["engines"] = [{k: e[k] for k in ("file", "precision", "gpu", "tensorrt_version")}
                           for e in package.manifest.get("engines", [])]
+    summary["engine_build"] = to_dict(cfg)
     print(json.dumps(summary, indent=2))
-    return 0
-
-
-def _sweep(args) -> int:
-    from edge_ser_export.sweep import print_sweep
-
-    print_sweep(args.checkpoint, _config(args))
     return 0

@@ -44,6 +44,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-seconds", type=float, metavar="N",
                    help="stop by itself after N seconds")
     add_runtime_options(p)
+    p.set_defaults(handler=run)
     add_output_options(p)
 
 

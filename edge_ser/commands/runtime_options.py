@@ -1,15 +1,14 @@
-"""Options shared by the streaming commands (`stream`, `mic`, `bench stream`): model, backend,
-runtime config, outputs; and building the recognizer from them."""
+"""Options shared by the runtime commands (`stream`, `mic`, `batch`, `eval`, `bench`): model,
+backend, runtime config, outputs; and building the recognizer from them."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from edge_ser.commands.common import MAX_THREADS, REPO_ROOT, UsageError, check_range
+from edge_ser.commands.common import MAX_THREADS, UsageError, add_config_options, check_range
 
-DEFAULT_RUNTIME_CONFIG = REPO_ROOT / "configs" / "runtime" / "default.yaml"
-BACKEND_CHOICES = ("onnxruntime", "tensorrt", "torch")
+BACKEND_CHOICES = ("onnxruntime", "tensorrt")
 PRECISION_CHOICES = ("int8", "fp32", "fp16")
 
 
@@ -20,16 +19,17 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
                         help="encoder backend (default: onnxruntime)")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
                         help="encoder precision (default: int8 on TensorRT, fp32 on "
-                        "onnxruntime and torch; fp16 on TensorRT only)")
+                        "onnxruntime; fp16 on TensorRT only)")
     parser.add_argument("--threads", type=int, default=1,
                         help=f"CPU threads per encoder call, 1 to {MAX_THREADS} (default: 1)")
-    default = DEFAULT_RUNTIME_CONFIG if DEFAULT_RUNTIME_CONFIG.is_file() else None
-    parser.add_argument("--config", type=Path, default=default,
-                        help=f"runtime YAML: VAD, windows, tracker, live input (default: "
-                        f"{default or 'built-in defaults'})")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE",
-                        help="override a config value, e.g. vad.aggressiveness=3")
+    add_runtime_config_options(parser)
+
+
+def add_runtime_config_options(parser: argparse.ArgumentParser) -> None:
+    """`--config` / `--set` of the runtime config (VAD, windows, tracker, live input, feature
+    kernels, batch encoder calls)."""
+    add_config_options(parser, "runtime", "configs/runtime/default.yaml",
+                       "vad.aggressiveness=3")
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:

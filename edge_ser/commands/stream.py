@@ -49,6 +49,7 @@ def add_parser(sub) -> None:
     p.add_argument("--block-ms", type=int, default=100,
                    help="audio fed per call, in ms (default: 100)")
     add_runtime_options(p)
+    p.set_defaults(handler=run)
     add_output_options(p)
 
 

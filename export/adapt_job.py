@@ -3,10 +3,10 @@ out.
 
     start   the model to adapt: a checkpoint (`.pt`, or a folder holding `model.pt`) or a model
             package (its memory bank; the weights from the checkpoint it was exported from)
-    target  the folder's recordings, cut into speech segments (`train.target_audio`)
+    target  the folder's recordings, cut into speech segments (`edge_ser_train.target_audio`)
     source  --source corpora: full NNPM (source memory from their utterances, memory loss,
             source cross-entropy); none: NNPM from the model's own memory bank, no source audio
-    out     a complete model package (`export.package_builder`: ONNX fp32 and INT8 encoders
+    out     a complete model package (`package_builder`: ONNX fp32 and INT8 encoders
             calibrated on the target's segments, head, memory bank, model.json recording the
             adaptation, and model.pt, the adapted checkpoint), plus
             OUT/adaptation.json            target description, sizes, settings, history, timings
@@ -30,10 +30,10 @@ from edge_ser.config import load_config, save_resolved, to_dict
 from edge_ser_export.adapted_data import AdaptedExportData, FeatureItem
 from edge_ser_export.config import ExportConfig
 from edge_ser_train.adapt import AdaptData, AdaptResult, adapt
-from edge_ser_train.inference import predict
 from edge_ser_train.adapt_config import AdaptConfig
 from edge_ser_train.config import TrainConfig
 from edge_ser_train.corpus import CorpusError, describe, labelled, read_corpus
+from edge_ser_train.inference import predict
 from edge_ser_train.memory import SourceMemory
 from edge_ser_train.model import EmotionModel
 from edge_ser_train.target_audio import read_target
@@ -41,7 +41,6 @@ from edge_ser_train.trainer import TrainResult, load_checkpoint, save_checkpoint
 from edge_ser_train.views import load_views
 
 BANK_KEYS = ("centroids", "centroid_labels", "temperature", "top_k")
-EXPORT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "export" / "default.yaml"
 
 
 class AdaptError(ValueError):
@@ -95,27 +94,21 @@ def load_start_model(path: Path) -> StartModel:
 def _from_package(root: Path) -> tuple[Path, dict, dict]:
     """(checkpoint, memory bank arrays, description) of a model package.
 
-    A package's encoder is ONNX; its trainable weights are the checkpoint it was exported from:
-    `model.pt` inside the package if present, else the checkpoint its provenance names, which
-    must still have the recorded sha256."""
+    A package's encoder is ONNX; its trainable weights are the checkpoint it was exported from,
+    `model.pt` inside the package (listed among its files, so loading verified its sha256)."""
     from edge_ser.package import load_package
+    from edge_ser_export.steps import FILES
 
     package = load_package(root)
     with np.load(package.path(package.manifest["memory_bank"]["file"]),
                  allow_pickle=False) as data:
         bank = {k: data[k] for k in (*BANK_KEYS, "labels")}
-    recorded = package.manifest.get("provenance", {}).get("checkpoint", {})
-    candidates = [root / "model.pt"]
-    if recorded.get("path"):
-        candidates.append(Path(recorded["path"]))
-    for candidate in candidates:
-        if candidate.is_file() and (candidate.parent == root
-                                    or _sha256(candidate) == recorded.get("sha256")):
-            return candidate, bank, {"package": str(root), "package_name":
-                                     package.manifest.get("name", "")}
-    raise AdaptError(f"{root}: this model package carries no trainable weights and the "
-                     f"checkpoint it was exported from ({recorded.get('path', 'not recorded')}) "
-                     "is not here with its recorded sha256; pass that checkpoint as --model")
+    if FILES["checkpoint"] not in package.manifest.get("files", {}):
+        raise AdaptError(f"{root}: this model package carries no trainable weights "
+                         f"({FILES['checkpoint']}); pass the checkpoint it was exported from "
+                         "as --model")
+    return package.path(FILES["checkpoint"]), bank, {
+        "package": str(root), "package_name": package.manifest.get("name", "")}
 
 
 def load_sources(cfg: AdaptConfig, corpora: list[Path], labels: tuple[str, ...], log):
@@ -138,9 +131,9 @@ def load_sources(cfg: AdaptConfig, corpora: list[Path], labels: tuple[str, ...],
 def run_adaptation(cfg: AdaptConfig, target: Path, out: Path, model_path: Path,
                    sources: list[Path], log=print, export_overrides: list[str] = ()) -> dict:
     """Adapt the model at `model_path` to the recordings in `target`; export it into the model
-    package `out` (`configs/export/default.yaml` with `export_overrides`)."""
+    package `out` (the export config's defaults with `export_overrides`)."""
     started = time.perf_counter()
-    export_cfg = load_config(ExportConfig, EXPORT_CONFIG, list(export_overrides))  # before work
+    export_cfg = load_config(ExportConfig, None, list(export_overrides))  # before any work
     start = load_start_model(model_path)
     log(f"model: {start.description.get('package') or start.description['checkpoint']} "
         f"({', '.join(start.labels)})")

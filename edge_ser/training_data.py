@@ -6,8 +6,8 @@ training config its package (or checkpoint) records, the way `train` chose them.
 
 `train` reads the configured corpora, drops `data.exclude_speakers` and, when
 `data.test_fraction` > 0, holds out speakers with `corpus.speaker_split` (seed `optim.seed`);
-this module repeats those steps on the same corpora (`edge_ser_train.run.load_clips` and
-`split`, without their torch imports), so the speakers it reports are the ones trained on.
+this module repeats those steps on the same corpora (what `edge_ser_train.run.load_clips` and
+`split` do, without torch), so the speakers it reports are the ones trained on.
 An adapted package also trained, without labels, on its adaptation target's audio.
 """
 
@@ -17,7 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_ser_train.corpus import Clip, CorpusError, labelled, read_corpus, speaker_split
+from edge_ser.corpus import Clip, CorpusError, labelled, read_corpus
+from edge_ser.speaker_split import speaker_split
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 """Relative corpus paths of a training config are taken from here (where `train` runs)."""
@@ -95,6 +96,16 @@ class TrainingData:
         if self.speakers is not None:
             return "training speaker" if clip.speaker in self.speakers else None
         return "training corpus" if clip.corpus in self.corpora else None
+
+    def overlap(self, clips: list[Clip]) -> dict:
+        """How many of `clips` the model was trained on, and why."""
+        reasons: dict[str, int] = {}
+        for clip in clips:
+            reason = self.reason(clip)
+            if reason is not None:
+                reasons[reason] = reasons.get(reason, 0) + 1
+        return {"clips": len(clips), "seen_in_training": sum(reasons.values()), "why": reasons,
+                "training_corpora": sorted(self.corpora), "how_known": self.note}
 
 
 def training_clips(folders: list[Path], labels: tuple[str, ...], exclude: tuple[str, ...],

@@ -1,4 +1,5 @@
-"""`edge-ser adapt`: adapt a model to a new language from unlabelled recordings (NNPM)."""
+"""`edge-ser adapt`: adapt a model to a new language from unlabelled recordings (NNPM), and
+export the adapted model into a package (`adapt_job`)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge_ser.commands.common import REPO_ROOT, UsageError, add_config_options
+from edge_ser.commands.common import (
+    TRAIN_MODULES,
+    UsageError,
+    add_config_options,
+    require_extra,
+)
 from edge_ser.package import DEFAULT_PACKAGE
-
-DEFAULT_ADAPT_CONFIG = REPO_ROOT / "configs" / "adapt" / "default.yaml"
-DEFAULT_EXPORT_CONFIG = REPO_ROOT / "configs" / "export" / "default.yaml"
 
 
 def add_parser(sub) -> None:
@@ -22,7 +25,8 @@ def add_parser(sub) -> None:
         "With --source corpora the memory holds their utterances; without, it is the model's "
         "own memory bank and no source audio is needed. OUT becomes a complete model package "
         "(encoders calibrated on the target's speech, memory bank, model.pt, the adaptation in "
-        "model.json) with OUT/adaptation.json and the resolved config beside it.")
+        "model.json) with OUT/adaptation.json and the resolved config beside it. Needs the "
+        "[train] extra (torch).")
     p.add_argument("--target", type=Path, required=True,
                    help="folder of unlabelled recordings in the new language")
     p.add_argument("--out", type=Path, required=True, help="output folder for the adapted model")
@@ -33,15 +37,17 @@ def add_parser(sub) -> None:
                    metavar="DIR", help="labelled source corpora (folders with labels.csv)")
     p.add_argument("--force", action="store_true", help="replace the contents of --out")
     p.add_argument("--export-set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key of configs/export/default.yaml for the package export "
-                   "(repeatable), e.g. gate.min_agreement=0.9")
-    add_config_options(p, DEFAULT_ADAPT_CONFIG)
+                   help="override a key of the export config (configs/export/default.yaml) for "
+                   "the package export (repeatable), e.g. gate.min_agreement=0.9")
+    add_config_options(p, "adaptation", "configs/adapt/default.yaml", "optim.seed=1")
+    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    require_extra("edge-ser adapt", "train", TRAIN_MODULES)
     from edge_ser.config import load_config
+    from edge_ser_export.adapt_job import run_adaptation
     from edge_ser_train.adapt_config import AdaptConfig
-    from edge_ser_train.adapt_job import run_adaptation
 
     if not args.model.exists():
         raise UsageError(f"{args.model}: model not found (pass --model: a model package, or a "
@@ -69,7 +75,7 @@ def _check_before_work(args: argparse.Namespace) -> None:
     from edge_ser_export.package_builder import remove_abandoned
 
     try:
-        load_config(ExportConfig, DEFAULT_EXPORT_CONFIG, args.export_set)
+        load_config(ExportConfig, None, args.export_set)
     except ConfigError as exc:
         raise UsageError(f"--export-set: {exc}") from None
     for folder in remove_abandoned(args.out):

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edge_ser_export.onnx_metadata import set_metadata
+from edge_ser.engine_build.onnx_metadata import set_metadata
 
 
 def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:

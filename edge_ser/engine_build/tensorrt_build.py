@@ -30,6 +30,10 @@ from edge_ser.backends.tensorrt_backend import (
     import_tensorrt,
     version_tuple,
 )
+from edge_ser.engine_build.config import TensorRTConfig
+from edge_ser.engine_build.errors import ExportError
+from edge_ser.engine_build.fp16 import to_fp16
+from edge_ser.engine_build.parity import batch_consistency, random_feats, stream_parity
 from edge_ser.package import (
     ModelPackage,
     file_entry,
@@ -37,10 +41,6 @@ from edge_ser.package import (
     state_shape,
     write_manifest,
 )
-from edge_ser_export.config import TensorRTConfig
-from edge_ser_export.errors import ExportError
-from edge_ser_export.fp16 import to_fp16
-from edge_ser_export.parity import batch_consistency, random_feats, stream_parity
 
 PRECISIONS = ("int8", "fp16")
 PROFILES = ("stream", "batch")

@@ -1,5 +1,6 @@
-"""The torch backend: the training checkpoint's encoder itself, for debugging and for export's
-parity checks. Imports torch and the training code when created; the runtime never needs it."""
+"""The torch reference: the training checkpoint's encoder itself, behind the encoder backend
+interface, for export's parity checks (torch vs onnxruntime) and for debugging a package against
+the weights it was exported from. Not a runtime backend: it needs torch and the training code."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_ser.backends.base import BackendUnavailable, check_feats
-from edge_ser.package import ModelPackage, sha256_file
+from edge_ser.package import ModelPackage
 
 
 class TorchBackend:
@@ -39,21 +40,18 @@ class TorchBackend:
     @classmethod
     def from_package(cls, package: ModelPackage, precision: str = "fp32", threads: int = 1
                      ) -> TorchBackend:
-        """The checkpoint the package was exported from, if it is still where export found it
-        and unchanged (its sha256 is in the manifest's provenance)."""
+        """The checkpoint the package carries (`model.pt`, listed with its sha256 among the
+        package's files, so loading the package has verified it)."""
+        from edge_ser_export.steps import FILES
+
         if precision != "fp32":
-            raise ValueError(f"the torch backend runs the fp32 checkpoint; pass precision "
+            raise ValueError(f"the torch reference runs the fp32 checkpoint; pass precision "
                              f"'fp32', not {precision!r}")
-        source = package.manifest.get("provenance", {}).get("checkpoint", {})
-        path = Path(source.get("path", ""))
-        if not path.is_file():
-            raise BackendUnavailable(f"{package.root}: the torch backend needs the training "
-                                     f"checkpoint {str(path) or '(not recorded)'}, which is "
-                                     "not on this machine")
-        if sha256_file(path) != source.get("sha256"):
-            raise BackendUnavailable(f"{path}: differs from the checkpoint the package "
-                                     f"{package.root} was exported from (sha256 mismatch)")
-        return cls.from_checkpoint(path, package.chunk_frames, threads)
+        name = FILES["checkpoint"]
+        if name not in package.manifest.get("files", {}):
+            raise BackendUnavailable(f"{package.root}: the package carries no training "
+                                     f"checkpoint ({name}), which the torch reference runs")
+        return cls.from_checkpoint(package.path(name), package.chunk_frames, threads)
 
     def init_state(self, batch: int = 1) -> list[np.ndarray]:
         return [s.numpy() for s in self._encoder.init_state(batch)]
