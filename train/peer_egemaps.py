@@ -44,8 +44,8 @@ correlated functionals, so the fit is regularised about ten times more than scik
 the peer should learn broad acoustic cues (loudness, pitch level and range, spectral slope), not
 the voices of the few training speakers. A second speaker-independent split inside each training
 partition (`python -m edge_ser_train.peer_egemaps --c-sweep`, test speakers unused) puts
-C = 0.1 within about 2.5 points of UA of the best value per corpus (emodb, urdu, turev) over C = 0.003 to 3;
-UA falls off below C = 0.03 and, on the smaller corpora, above C = 0.3.
+C = 0.1 within about 2.5 points of UA of the best value per corpus (emodb, urdu, turev) over
+C = 0.003 to 3; UA falls off below C = 0.03 and, on the smaller corpora, above C = 0.3.
 """
 
 Z_LIMIT = 5.0
