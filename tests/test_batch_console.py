@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from synth import DEMO_AUDIO
 
-from edge_ser import cli
+from edge_ser_export import cli
 
 REPO = Path(__file__).resolve().parent.parent
 

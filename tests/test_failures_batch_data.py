@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from test_batch import write_call
 from test_batch_resume import snapshot
 
-from edge_ser import cli
 from edge_ser.batch.inputs import collect_recordings
 from edge_ser.batch.out_folder import input_set
 from edge_ser.events import read_jsonl
 from edge_ser.recognizer import Recognizer
+from edge_ser_export import cli
 
 
 @pytest.fixture

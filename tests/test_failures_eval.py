@@ -14,9 +14,9 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_ser import cli
 from edge_ser.config import to_dict
 from edge_ser.training_data import TrainingData
+from edge_ser_export import cli
 from edge_ser_train.config import TrainConfig
 from edge_ser_train.corpus import read_corpus
 from edge_ser_train.run import load_clips, split

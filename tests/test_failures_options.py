@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_ser import cli
 from edge_ser.commands.common import MAX_THREADS, MAX_WORKERS
 from edge_ser.config import ConfigError, load_config
 from edge_ser.runtime_config import RuntimeConfig
+from edge_ser_export import cli
 from edge_ser_export.config import ExportConfig
 from edge_ser_train.adapt_config import AdaptConfig
 from edge_ser_train.config import TrainConfig

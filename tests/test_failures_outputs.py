@@ -16,10 +16,10 @@ import pytest
 from fakes import fake_recognizer
 from test_batch import write_call
 
-from edge_ser import cli
 from edge_ser.batch import outputs
 from edge_ser.events import read_jsonl
 from edge_ser.recognizer import Recognizer
+from edge_ser_export import cli
 
 DEMO = Path(__file__).resolve().parent.parent / "edge_ser" / "demo" / "conversation.flac"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from test_adapt import tiny_checkpoint, write_recordings
 
-from edge_ser.cli import main
 from edge_ser.package import MANIFEST_NAME, PackageError, load_package
 from edge_ser_export import package_builder
+from edge_ser_export.cli import main
 from edge_ser_export.package_builder import remove_abandoned
 
 REPO = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from edge_ser.commands.common import UsageError
+from edge_ser.commands.common import UsageError, check_range
 from edge_ser.commands.runtime_options import (
     BACKEND_CHOICES,
     PRECISION_CHOICES,
@@ -71,6 +71,10 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # counts are bounded before any pass: a typo of 10000 minutes would run for a week
+    check_range("--minutes", args.minutes, 0.01, 24 * 60)
+    check_range("--memory-minutes", getattr(args, "memory_minutes", None), 0.0, 24 * 60)
+    check_range("--repeats", args.repeats, 1, 100)
     if args.bench == "batch":
         return _run_batch(args)
     return _run_stream(args)

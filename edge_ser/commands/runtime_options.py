@@ -42,9 +42,10 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
 
 def load_runtime_config(args: argparse.Namespace):
     from edge_ser.config import load_config
-
-    check_range("--threads", args.threads, 1, MAX_THREADS)  # checked before any work
     from edge_ser.runtime_config import RuntimeConfig
+
+    # checked before any work; `bench` and `eval` of a checkpoint take no --threads
+    check_range("--threads", getattr(args, "threads", None), 1, MAX_THREADS)
 
     return load_config(RuntimeConfig, args.config, args.overrides)
 
