@@ -4,8 +4,12 @@
         -> vad.accept (webrtcvad frames, hysteresis) -> segment open/close events
         -> per segment: features.frames_of (each 10 ms frame of the segment once)
         -> encoding (fresh state, fixed chunks) -> windowing (running sums)
-        -> scorer (classifier + memory bank) -> tracker -> WindowUpdate / EmotionChange /
-           SegmentResult
+        -> scorer (classifier + memory bank) + speech check (on the window's log-mel frames)
+        -> tracker -> WindowUpdate / EmotionChange / SegmentResult
+
+The speech check (`speech_check`) judges every window and each whole segment from the log-mel
+frames the encoder was fed; a span it rejects (tones, hum, noise, DTMF, ringback, music) gets
+no emotion (label None) and never reaches the tracker.
 
 A segment's frames are computed and encoded as soon as they certainly belong to it (up to
 `vad.committed_end`), so when the VAD closes a segment only its last chunk is left to run.
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_ser import encoding, features, tracker, vad, windowing
+from edge_ser import encoding, features, speech_check, tracker, vad, windowing
 from edge_ser.audio import StreamingResampler, to_mono
 from edge_ser.contract import FRAMES_PER_S, HOP_SAMPLES, SAMPLE_RATE_HZ, num_frames
 from edge_ser.events import EmotionChange, Event, SegmentResult, WindowUpdate
@@ -45,6 +49,8 @@ class _Segment:
     speech_end_frame: int = 0
     split: bool = False
     window_count: int = 0
+    mel: np.ndarray | None = None  # (rows, N_MELS) the frames fed so far, for the speech check
+    mel_count: int = 0  # valid rows of `mel`
 
 
 class Stream:
@@ -168,6 +174,7 @@ class Stream:
                 return  # the segment goes to the encoder in one call once it is complete
             if upto > segment.next_frame:
                 feats = self._frames_between(segment.next_frame, upto)
+                self._keep_mel(segment, feats)
                 if self._whole_segments:
                     out = encoding.encode_segment(self._recognizer.backend, feats)
                 else:
@@ -199,55 +206,94 @@ class Stream:
         start, stop = features.sample_span(first, end)
         return features.frames_of(self._features, self._samples.view(start, stop), end - first)
 
+    def _keep_mel(self, segment: _Segment, feats: np.ndarray) -> None:
+        """Append a segment's new log-mel frames for the speech check (bounded by the maximum
+        segment length; the buffer doubles when full)."""
+        if not self._config.speech_check.enabled:
+            return
+        need = segment.mel_count + feats.shape[0]
+        if segment.mel is None or need > segment.mel.shape[0]:
+            grown = np.empty((max(need, 512, 2 * segment.mel_count),
+                              feats.shape[1]), dtype=np.float32)
+            if segment.mel is not None:
+                grown[:segment.mel_count] = segment.mel[:segment.mel_count]
+            segment.mel = grown
+        segment.mel[segment.mel_count:need] = feats
+        segment.mel_count = need
+
+    def _judge(self, segment: _Segment, first_frame: int, end_frame: int
+               ) -> speech_check.Verdict:
+        """The speech check on the segment's feature frames [first_frame, end_frame)."""
+        config = self._config.speech_check
+        if not config.enabled or segment.mel is None:
+            return speech_check.Verdict(speech=True, score=1.0, reason=None)
+        end_frame = min(end_frame, segment.mel_count)
+        return self._recognizer.speech_check.judge(segment.mel[first_frame:end_frame],
+                                                   config.min_score)
+
     def _windows(self, segment: _Segment, out: np.ndarray, events: list[Event]) -> None:
         stride = self._recognizer.backend.stride
         for first, end, pooled in windowing.push(segment.windows, out):
             scores = self._recognizer.score(pooled)
-            smoothed = tracker.smooth(self._tracker, self._config.tracker, scores.probs)
-            change = tracker.observe(self._tracker, self._config.tracker, smoothed,
-                                     scores.similarity)
+            judged = self._judge(segment, first * stride, end * stride)
             start_s = (segment.start_frame + first * stride) / FRAMES_PER_S
             end_s = (segment.start_frame + end * stride) / FRAMES_PER_S
-            label = tracker.verdict(self._tracker.labels, scores.probs, scores.similarity,
-                                    self._config.tracker)
+            change = None
+            if judged.speech:
+                smoothed = tracker.smooth(self._tracker, self._config.tracker, scores.probs)
+                change = tracker.observe(self._tracker, self._config.tracker, smoothed,
+                                         scores.similarity)
+                label = tracker.verdict(self._tracker.labels, scores.probs, scores.similarity,
+                                        self._config.tracker)
+            else:
+                smoothed, label = self._tracker.smoothed, None
             events.append(WindowUpdate(
                 start_s=start_s, end_s=end_s, label=label, probs=self._named(scores.probs),
                 confidence=float(scores.probs.max()), similarity=scores.similarity,
-                channel=self.channel, segment=segment.index, smoothed=self._named(smoothed),
+                channel=self.channel, segment=segment.index, speech=judged.speech,
+                speech_score=judged.score, reason=judged.reason,
+                smoothed=None if smoothed is None else self._named(smoothed),
                 tracked=self._tracker.current))
             segment.window_count += 1
             if change is not None:
                 events.append(self._change(change, start_s, end_s, smoothed, scores.similarity,
-                                           segment.index))
+                                           segment.index, judged.score))
 
     def _close(self, segment: _Segment, events: list[Event]) -> None:
         backend = self._recognizer.backend
         if segment.encoder is not None:  # the last, partial chunk
             self._windows(segment, encoding.finish(segment.encoder, backend), events)
         scores = self._recognizer.score(windowing.pool_all(segment.windows))
+        judged = self._judge(segment, 0, segment.mel_count)
         start_s = segment.speech_start_frame / FRAMES_PER_S
         end_s = max(segment.speech_end_frame, segment.speech_start_frame) / FRAMES_PER_S
-        label = tracker.verdict(self._tracker.labels, scores.probs, scores.similarity,
-                                self._config.tracker)
+        label = None
+        if judged.speech:
+            label = tracker.verdict(self._tracker.labels, scores.probs, scores.similarity,
+                                    self._config.tracker)
         events.append(SegmentResult(
             start_s=start_s, end_s=end_s, label=label, probs=self._named(scores.probs),
             confidence=float(scores.probs.max()), similarity=scores.similarity,
-            channel=self.channel, segment=segment.index, windows=segment.window_count,
+            channel=self.channel, segment=segment.index, speech=judged.speech,
+            speech_score=judged.score, reason=judged.reason, windows=segment.window_count,
             split=segment.split))
-        if segment.window_count == 0:  # too short for a window: the result is the observation
+        # too short for a window: the result is the observation (if it is speech)
+        if segment.window_count == 0 and judged.speech:
             change = tracker.observe(self._tracker, self._config.tracker, scores.probs,
                                      scores.similarity)
             if change is not None:
                 events.append(self._change(change, start_s, end_s, scores.probs,
-                                           scores.similarity, segment.index))
+                                           scores.similarity, segment.index, judged.score))
 
     def _change(self, change: tuple[str | None, str], start_s: float, end_s: float,
-                probs: np.ndarray, similarity: float, segment: int) -> EmotionChange:
+                probs: np.ndarray, similarity: float, segment: int,
+                score: float) -> EmotionChange:
         previous, label = change
         return EmotionChange(
             start_s=start_s, end_s=end_s, label=label, probs=self._named(probs),
             confidence=float(probs[self._tracker.labels.index(label)]), similarity=similarity,
-            channel=self.channel, segment=segment, previous=previous)
+            channel=self.channel, segment=segment, speech=True, speech_score=score,
+            reason=None, previous=previous)
 
     def _named(self, probs: np.ndarray) -> dict[str, float]:
         return {label: float(p) for label, p in zip(self._tracker.labels, probs)}
