@@ -49,9 +49,10 @@ class _Event:
     similarity: float
     channel: int
     segment: int
-    speech: bool
-    speech_score: float
-    reason: str | None
+    _: dataclasses.KW_ONLY  # the speech check's verdict (defaults: speech)
+    speech: bool = True
+    speech_score: float = 1.0
+    reason: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready mapping: `version`, `type`, then the fields, rounded for reading."""

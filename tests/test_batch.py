@@ -21,6 +21,7 @@ from synth import concat, silence, voiced
 from edge_ser import cli
 from edge_ser.audio import resample
 from edge_ser.batch.inputs import collect_recordings
+from edge_ser.batch.outputs import BATCH_FORMAT_VERSION
 from edge_ser.batch.runner import run_batch
 from edge_ser.batch.settings import JobSettings
 from edge_ser.commands.runtime_options import DEFAULT_RUNTIME_CONFIG
@@ -119,7 +120,7 @@ def test_every_format_and_layout_gives_complete_outputs_with_roles(fake_model, c
         assert {r["channel"]: r["role"] for r in records} == expected_roles, name
         assert len(records) == 2 * channels, name  # two turns per speaker
         for r in records:
-            assert r["version"] == EVENT_FORMAT_VERSION and r["batch_version"] == 1
+            assert r["version"] == EVENT_FORMAT_VERSION and r["batch_version"] == BATCH_FORMAT_VERSION
             assert abs(sum(r["probs"].values()) - 1) < 1e-3
             assert r["confidence"] == max(r["probs"].values())
         summary = json.loads((folder / "summary.json").read_text())
