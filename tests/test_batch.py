@@ -120,7 +120,8 @@ def test_every_format_and_layout_gives_complete_outputs_with_roles(fake_model, c
         assert {r["channel"]: r["role"] for r in records} == expected_roles, name
         assert len(records) == 2 * channels, name  # two turns per speaker
         for r in records:
-            assert r["version"] == EVENT_FORMAT_VERSION and r["batch_version"] == BATCH_FORMAT_VERSION
+            assert r["version"] == EVENT_FORMAT_VERSION
+            assert r["batch_version"] == BATCH_FORMAT_VERSION
             assert abs(sum(r["probs"].values()) - 1) < 1e-3
             assert r["confidence"] == max(r["probs"].values())
         summary = json.loads((folder / "summary.json").read_text())
