@@ -5,8 +5,9 @@ then gives them an emotion with a memory-bank similarity in the range of real sp
 check scores a span of log-mel frames (a window, or a whole segment) from a few descriptors
 that speech and those signals differ in:
 
-    level_std_db      spread of the frame level: speech rises and falls with its syllables;
-                      tones, hum, noise and square waves hold one level
+    level_spread_db   spread of the frame level (10th to 90th percentile, so a few frames of
+                      padding do not count): speech rises and falls with its syllables; tones,
+                      hum, noise and square waves hold one level
     rhythm_share      share of the level's modulation power at 2-8 Hz (the syllable rate)
     flux_db           median frame-to-frame change of the spectral shape (level removed):
                       formants and pitch move in speech, a note or a tone holds still
@@ -41,10 +42,10 @@ from edge_ser.contract import FRAMES_PER_S
 WEIGHTS_PATH = Path(__file__).resolve().parent / "speech_check.npz"
 """The shipped classifier (numpy arrays only, loaded without pickle)."""
 
-DESCRIPTORS = ("level_std_db", "rhythm_share", "flux_db", "steady_share", "shape_std_db",
+DESCRIPTORS = ("level_spread_db", "rhythm_share", "flux_db", "steady_share", "shape_std_db",
                "peak_db", "contrast_db")
 REASONS = {  # descriptor: (what it says when below speech's range, when above it)
-    "level_std_db": ("steady level", "on-off bursts"),
+    "level_spread_db": ("steady level", "on-off bursts"),
     "rhythm_share": ("no syllable rhythm", "rhythm unlike speech"),
     "flux_db": ("steady spectrum", "erratic spectrum"),
     "steady_share": ("restless spectrum", "held tones"),
@@ -61,6 +62,12 @@ MODULATION_BAND_HZ = (0.5, 20.0)
 STEADY_FLUX_DB = 1.0
 FLOOR_DB = 50.0
 MIN_FRAMES = 2
+BLOCK_FRAMES = 50
+"""Parts of a segment are told apart in blocks of 0.5 s ..."""
+SPAN_BLOCKS = 2
+"""... each judged within the 1 s spans (every 0.5 s) that hold it ..."""
+MIN_PART_BLOCKS = 2
+"""... and a part shorter than 1 s stays with its neighbour."""
 
 
 def describe(frames: np.ndarray) -> np.ndarray:
@@ -78,7 +85,7 @@ def describe(frames: np.ndarray) -> np.ndarray:
     shape = x - x.mean(axis=1, keepdims=True)
     step = np.sqrt(np.mean(np.diff(shape, axis=0) ** 2, axis=1))  # (n - 1,) dB
     return np.array([
-        level.std(),
+        float(np.subtract(*np.percentile(level, [90, 10]))),
         _rhythm_share(level),
         np.log(np.median(step) + 0.1),
         float(np.mean(step < STEADY_FLUX_DB)),
@@ -128,6 +135,11 @@ class SpeechCheck:
                 if names != DESCRIPTORS:
                     raise ValueError(f"{path}: descriptors {names} differ from this runtime's "
                                      f"{DESCRIPTORS}; retrain with tools/train_speech_check.py")
+                d = len(DESCRIPTORS)
+                for name, shape in (("mean", (d,)), ("scale", (d,)), ("weights", (2 * d,))):
+                    if data[name].shape != shape:
+                        raise ValueError(f"{path}: '{name}' has shape {data[name].shape}, "
+                                         f"expected {shape}")
                 return cls(mean=data["mean"].astype(np.float64),
                            scale=data["scale"].astype(np.float64),
                            weights=data["weights"].astype(np.float64),
@@ -156,3 +168,40 @@ class SpeechCheck:
         worst = int(np.argmin(contributions))
         return Verdict(speech=False, score=score,
                        reason=REASONS[DESCRIPTORS[worst]][int(z[worst] > 0)])
+
+
+def parts(check: SpeechCheck, frames: np.ndarray, min_score: float) -> list[tuple[int, int]]:
+    """Where a segment's frames (n, N_MELS) change between speech and non-speech: the [first,
+    end) frame ranges of its parts, in order, covering all n frames (one part when it does
+    not change, e.g. a turn with hold music right after it, within one VAD segment, gives two).
+
+    The frames are cut into 0.5 s blocks (the last one takes the remainder); each 1 s span of
+    two neighbouring blocks is scored, and a block is speech when the mean score of the spans
+    that hold it reaches `min_score`. Runs of equal blocks are the parts; a run shorter than
+    1 s joins its neighbours.
+    """
+    n = frames.shape[0]
+    blocks = n // BLOCK_FRAMES
+    if blocks < 2 * MIN_PART_BLOCKS:
+        return [(0, n)]
+    scores = [check.judge(frames[k * BLOCK_FRAMES:(k + SPAN_BLOCKS) * BLOCK_FRAMES
+                                 if k + SPAN_BLOCKS < blocks else n], min_score).score
+              for k in range(blocks - SPAN_BLOCKS + 1)]
+    speech = [np.mean(scores[max(0, b - SPAN_BLOCKS + 1):min(b + 1, len(scores))]) >= min_score
+              for b in range(blocks)]
+    runs: list[list] = []  # [flag, first block, end block]
+    for b, flag in enumerate(speech):
+        if runs and runs[-1][0] == flag:
+            runs[-1][2] = b + 1
+        else:
+            runs.append([flag, b, b + 1])
+    merged: list[list] = []
+    for run in runs:
+        if merged and (run[2] - run[1] < MIN_PART_BLOCKS or merged[-1][0] == run[0]):
+            merged[-1][2] = run[2]  # too short, or equal after a join: part of the previous
+        elif merged and merged[-1][2] - merged[-1][1] < MIN_PART_BLOCKS:
+            merged[-1] = [run[0], merged[-1][1], run[2]]  # the previous was too short
+        else:
+            merged.append(list(run))
+    bounds = [run[1] * BLOCK_FRAMES for run in merged] + [n]
+    return list(zip(bounds[:-1], bounds[1:]))

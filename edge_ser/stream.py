@@ -35,6 +35,30 @@ from edge_ser.events import EmotionChange, Event, SegmentResult, WindowUpdate
 from edge_ser.sample_buffer import SampleBuffer
 
 
+class _Rows:
+    """Rows appended over one segment (bounded by `vad.max_segment_s`); doubles when full."""
+
+    def __init__(self) -> None:
+        self.data: np.ndarray | None = None
+        self.count = 0
+
+    def append(self, rows: np.ndarray) -> None:
+        need = self.count + rows.shape[0]
+        if self.data is None or need > self.data.shape[0]:
+            grown = np.empty((max(need, 256, 2 * self.count), rows.shape[1]), dtype=np.float32)
+            if self.data is not None:
+                grown[:self.count] = self.data[:self.count]
+            self.data = grown
+        self.data[self.count:need] = rows
+        self.count = need
+
+    def view(self, first: int = 0, end: int | None = None) -> np.ndarray:
+        end = self.count if end is None else min(end, self.count)
+        if self.data is None:
+            return np.zeros((0, 0), dtype=np.float32)
+        return self.data[first:end]
+
+
 @dataclass
 class _Segment:
     """The segment being encoded. Positions are feature frames from the stream start."""
@@ -49,8 +73,8 @@ class _Segment:
     speech_end_frame: int = 0
     split: bool = False
     window_count: int = 0
-    mel: np.ndarray | None = None  # (rows, N_MELS) the frames fed so far, for the speech check
-    mel_count: int = 0  # valid rows of `mel`
+    mel: _Rows | None = None  # the feature frames fed so far, for the speech check
+    encoded: _Rows | None = None  # the encoder frames so far, to pool the parts of a segment
 
 
 class Stream:
@@ -207,19 +231,10 @@ class Stream:
         return features.frames_of(self._features, self._samples.view(start, stop), end - first)
 
     def _keep_mel(self, segment: _Segment, feats: np.ndarray) -> None:
-        """Append a segment's new log-mel frames for the speech check (bounded by the maximum
-        segment length; the buffer doubles when full)."""
-        if not self._config.speech_check.enabled:
-            return
-        need = segment.mel_count + feats.shape[0]
-        if segment.mel is None or need > segment.mel.shape[0]:
-            grown = np.empty((max(need, 512, 2 * segment.mel_count),
-                              feats.shape[1]), dtype=np.float32)
-            if segment.mel is not None:
-                grown[:segment.mel_count] = segment.mel[:segment.mel_count]
-            segment.mel = grown
-        segment.mel[segment.mel_count:need] = feats
-        segment.mel_count = need
+        """Keep a segment's new log-mel frames for the speech check."""
+        if self._config.speech_check.enabled:
+            segment.mel = segment.mel or _Rows()
+            segment.mel.append(feats)
 
     def _judge(self, segment: _Segment, first_frame: int, end_frame: int
                ) -> speech_check.Verdict:
@@ -227,12 +242,14 @@ class Stream:
         config = self._config.speech_check
         if not config.enabled or segment.mel is None:
             return speech_check.Verdict(speech=True, score=1.0, reason=None)
-        end_frame = min(end_frame, segment.mel_count)
-        return self._recognizer.speech_check.judge(segment.mel[first_frame:end_frame],
+        return self._recognizer.speech_check.judge(segment.mel.view(first_frame, end_frame),
                                                    config.min_score)
 
     def _windows(self, segment: _Segment, out: np.ndarray, events: list[Event]) -> None:
         stride = self._recognizer.backend.stride
+        if segment.mel is not None:
+            segment.encoded = segment.encoded or _Rows()
+            segment.encoded.append(out)
         for first, end, pooled in windowing.push(segment.windows, out):
             scores = self._recognizer.score(pooled)
             judged = self._judge(segment, first * stride, end * stride)
@@ -263,10 +280,33 @@ class Stream:
         backend = self._recognizer.backend
         if segment.encoder is not None:  # the last, partial chunk
             self._windows(segment, encoding.finish(segment.encoder, backend), events)
-        scores = self._recognizer.score(windowing.pool_all(segment.windows))
-        judged = self._judge(segment, 0, segment.mel_count)
-        start_s = segment.speech_start_frame / FRAMES_PER_S
-        end_s = max(segment.speech_end_frame, segment.speech_start_frame) / FRAMES_PER_S
+        # the speech check judges the speech itself, without the padding (silence by design)
+        lead = max(0, segment.speech_start_frame - segment.start_frame)
+        speech_end = max(segment.speech_end_frame, segment.speech_start_frame)
+        tail = max(lead, speech_end - segment.start_frame)
+        parts = [(lead, tail)]
+        if segment.mel is not None:
+            parts = [(lead + a, lead + b) for a, b in speech_check.parts(
+                self._recognizer.speech_check, segment.mel.view(lead, tail),
+                self._config.speech_check.min_score)]
+        for first, end in parts:
+            self._result(segment, first, end, len(parts) > 1, events)
+
+    def _result(self, segment: _Segment, first: int, end: int, part: bool,
+                events: list[Event]) -> None:
+        """The final result of a segment, or of one part of it (feature frames [first, end)
+        of the segment) where the speech check finds speech and non-speech in it."""
+        stride = self._recognizer.backend.stride
+        if part:  # pooled over the part's own encoder frames
+            pooled = windowing.pool_frames(segment.encoded.view(first // stride,
+                                                                max(end // stride,
+                                                                    first // stride + 1)))
+        else:
+            pooled = windowing.pool_all(segment.windows)
+        scores = self._recognizer.score(pooled)
+        judged = self._judge(segment, first, end)
+        start_s = (segment.start_frame + first) / FRAMES_PER_S
+        end_s = (segment.start_frame + end) / FRAMES_PER_S
         label = None
         if judged.speech:
             label = tracker.verdict(self._tracker.labels, scores.probs, scores.similarity,

@@ -33,7 +33,12 @@ from edge_ser import features, vad  # noqa: E402
 from edge_ser.audio import load_mono_16k  # noqa: E402
 from edge_ser.contract import FRAMES_PER_S, SAMPLE_RATE_HZ  # noqa: E402
 from edge_ser.runtime_config import RuntimeConfig  # noqa: E402
-from edge_ser.speech_check import DESCRIPTORS, describe  # noqa: E402
+from edge_ser.speech_check import (  # noqa: E402
+    BLOCK_FRAMES,
+    DESCRIPTORS,
+    SPAN_BLOCKS,
+    describe,
+)
 from tools.nonspeech import KINDS, generate  # noqa: E402
 
 HELD_OUT_SPEAKERS = ("emodb:09", "emodb:14")
@@ -42,7 +47,8 @@ ENCODER_STRIDE = 2  # the bundled package's; windows are whole encoder frames
 
 
 def spans(x: np.ndarray, config: RuntimeConfig, stride: int = ENCODER_STRIDE) -> list[np.ndarray]:
-    """The log-mel spans a stream judges in a 16 kHz recording: each window, each segment."""
+    """The log-mel spans a stream judges in a 16 kHz recording: each window, each 1 s span of
+    `speech_check.parts`, each segment."""
     state = vad.init_state(config.vad)
     events = vad.accept(state, config.vad, x) + vad.finish(state, config.vad)
     mel = features.log_mel(x)
@@ -53,8 +59,14 @@ def spans(x: np.ndarray, config: RuntimeConfig, stride: int = ENCODER_STRIDE) ->
         seg = mel[opened.start_frame:min(closed.end_frame, mel.shape[0])]
         usable = seg.shape[0] // stride * stride
         out.extend(seg[a:a + window] for a in range(0, usable - window + 1, hop))
-        if seg.shape[0] >= 2:
-            out.append(seg)
+        # the speech itself (no padding): the whole segment and its 1 s spans, as
+        # speech_check.parts judges them
+        speech = mel[opened.speech_start_frame:min(closed.speech_end_frame, mel.shape[0])]
+        span = SPAN_BLOCKS * BLOCK_FRAMES
+        out.extend(speech[a:a + span] for a in range(0, speech.shape[0] - span + 1,
+                                                     BLOCK_FRAMES))
+        if speech.shape[0] >= 2:
+            out.append(speech)
     return out
 
 
@@ -85,9 +97,13 @@ def speech_examples(data: Path, recordings: int, rng: np.random.Generator):
         yield floor_and_channel(np.concatenate(parts).astype(np.float32), rng)
 
 
+EXTRA = {"noise": 3}
+"""Noise varies most (four colours at any level), so it gets three times the recordings."""
+
+
 def nonspeech_examples(per_kind: int, rng: np.random.Generator):
     for kind in KINDS:
-        for _ in range(per_kind):
+        for _ in range(per_kind * EXTRA.get(kind, 1)):
             yield floor_and_channel(generate(kind, rng.uniform(1.0, 12.0), rng), rng)
 
 
@@ -139,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                    list(HELD_OUT_SPEAKERS), "recordings": args.speech,
                    "spans": int(y.sum())},
         "nonspeech": {"kinds": list(KINDS), "recordings_per_kind": args.per_kind,
+                      "times_as_many": EXTRA,
                       "spans": int((1 - y).sum())},
         "training_accuracy": {"speech_at_0.5": float(np.mean(p_speech[y == 1] >= 0.5)),
                               "nonspeech_at_0.5": float(np.mean(p_speech[y == 0] < 0.5))},
