@@ -31,6 +31,7 @@ Each descriptor is a function of the span's frames only, so any chunking gives t
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,47 +64,69 @@ STEADY_FLUX_DB = 1.0
 FLOOR_DB = 50.0
 MIN_FRAMES = 2
 BLOCK_FRAMES = 50
-"""Parts of a segment are told apart in blocks of 0.5 s ..."""
+"""A segment's speech is scored in 1 s spans every 0.5 s (`edge_ser.speech_spans`) ..."""
 SPAN_BLOCKS = 2
-"""... each judged within the 1 s spans (every 0.5 s) that hold it ..."""
-MIN_PART_BLOCKS = 2
-"""... and a part shorter than 1 s stays with its neighbour."""
+"""... of two 0.5 s blocks each."""
 
 
 def describe(frames: np.ndarray) -> np.ndarray:
-    """The descriptors (D,) float64 of a span of log-mel frames (n, N_MELS), n >= 2."""
-    x = np.asarray(frames, dtype=np.float64) * DB_PER_NEPER  # dB
-    # bands far below the span's loudest are the noise floor (or outside a telephone band):
-    # clipped, so their random ups and downs do not count as spectral change
-    x = np.maximum(x, x.max() - FLOOR_DB)
-    n = x.shape[0]
+    """The descriptors (D,) float64 of a span of log-mel frames (n, N_MELS), n >= 2.
+
+    The per-frame work runs in float32 (the frames' own precision; a third of the time of
+    float64), the sums over frames in float64."""
+    x = np.asarray(frames, dtype=np.float32) * np.float32(DB_PER_NEPER)  # dB
+    n, bands = x.shape
     if n < MIN_FRAMES:
         raise ValueError(f"the speech check needs at least {MIN_FRAMES} frames, got {n}")
-    peak = x.max(axis=1)
-    level = peak + DB_PER_NEPER * np.log(
-        np.exp((x - peak[:, None]) / DB_PER_NEPER).mean(axis=1))  # dB of the mean band power
-    shape = x - x.mean(axis=1, keepdims=True)
-    step = np.sqrt(np.mean(np.diff(shape, axis=0) ** 2, axis=1))  # (n - 1,) dB
+    # bands far below the span's loudest are the noise floor (or outside a telephone band):
+    # clipped, so their random ups and downs do not count as spectral change
+    np.maximum(x, x.max() - np.float32(FLOOR_DB), out=x)
+    peak = x.max(axis=1).astype(np.float64)
+    mean = x.sum(axis=1, dtype=np.float64) / bands
+    power = np.exp((x - peak[:, None].astype(np.float32)) * np.float32(1.0 / DB_PER_NEPER)
+                   ).sum(axis=1, dtype=np.float64) / bands
+    level = peak + DB_PER_NEPER * np.log(power)  # dB of the mean band power
+    shape = x - mean[:, None].astype(np.float32)
+    diff = shape[1:] - shape[:-1]
+    step = np.sqrt(np.einsum("ij,ij->i", diff, diff, dtype=np.float64) / bands)  # (n - 1,) dB
+    middle = np.partition(x, (bands // 2 - 1, bands // 2), axis=1)
+    median = 0.5 * (middle[:, bands // 2 - 1].astype(np.float64) + middle[:, bands // 2])
+    low, high = np.percentile(level, [10, 90])
     return np.array([
-        float(np.subtract(*np.percentile(level, [90, 10]))),
+        float(high - low),
         _rhythm_share(level),
-        np.log(np.median(step) + 0.1),
-        float(np.mean(step < STEADY_FLUX_DB)),
-        shape.std(axis=0).mean(),
-        float(np.mean(peak - np.median(x, axis=1))),
-        float(np.mean(level - x.mean(axis=1))),
+        np.log(_median(step) + 0.1),
+        float(np.count_nonzero(step < STEADY_FLUX_DB) / step.size),
+        float(shape.std(axis=0, dtype=np.float64).mean()),
+        float((peak - median).mean()),
+        float((level - mean).mean()),
     ])
+
+
+def _median(v: np.ndarray) -> float:
+    k = v.size // 2
+    if v.size % 2:
+        return float(np.partition(v, k)[k])
+    part = np.partition(v, (k - 1, k))
+    return float(0.5 * (part[k - 1] + part[k]))
+
+
+@functools.lru_cache(maxsize=64)
+def _modulation_plan(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Window and band masks of the level's modulation spectrum for spans of n frames."""
+    freqs = np.fft.rfftfreq(n, 1.0 / FRAMES_PER_S)
+    return (np.hanning(n),
+            (freqs >= MODULATION_BAND_HZ[0]) & (freqs <= MODULATION_BAND_HZ[1]),
+            (freqs >= RHYTHM_BAND_HZ[0]) & (freqs <= RHYTHM_BAND_HZ[1]))
 
 
 def _rhythm_share(level_db: np.ndarray) -> float:
     """Share of the level's modulation power (0.5-20 Hz) that lies at 2-8 Hz."""
-    n = level_db.size
-    centred = (level_db - level_db.mean()) * np.hanning(n)
-    power = np.abs(np.fft.rfft(centred)) ** 2
-    freqs = np.fft.rfftfreq(n, 1.0 / FRAMES_PER_S)
-    total = power[(freqs >= MODULATION_BAND_HZ[0]) & (freqs <= MODULATION_BAND_HZ[1])].sum()
-    rhythm = power[(freqs >= RHYTHM_BAND_HZ[0]) & (freqs <= RHYTHM_BAND_HZ[1])].sum()
-    return float(rhythm / total) if total > 1e-9 else 0.0
+    window, modulation, rhythm = _modulation_plan(level_db.size)
+    spectrum = np.fft.rfft((level_db - level_db.mean()) * window)
+    power = spectrum.real ** 2 + spectrum.imag ** 2
+    total = power[modulation].sum()
+    return float(power[rhythm].sum() / total) if total > 1e-9 else 0.0
 
 
 @dataclass(frozen=True)
@@ -160,48 +183,16 @@ class SpeechCheck:
     def judge(self, frames: np.ndarray, min_score: float) -> Verdict:
         """The verdict on a span of log-mel frames (n, N_MELS); fewer than 2 frames is speech
         by default (nothing to judge)."""
-        if frames.shape[0] < MIN_FRAMES:
-            return Verdict(speech=True, score=1.0, reason=None)
-        score, contributions, z = self.score(describe(frames))
+        score, reason = self.assess(frames)
         if score >= min_score:
             return Verdict(speech=True, score=score, reason=None)
+        return Verdict(speech=False, score=score, reason=reason)
+
+    def assess(self, frames: np.ndarray) -> tuple[float, str | None]:
+        """The speech score of a span and what argues most against speech in it (whatever
+        the score; None for fewer than 2 frames, which score 1)."""
+        if frames.shape[0] < MIN_FRAMES:
+            return 1.0, None
+        score, contributions, z = self.score(describe(frames))
         worst = int(np.argmin(contributions))
-        return Verdict(speech=False, score=score,
-                       reason=REASONS[DESCRIPTORS[worst]][int(z[worst] > 0)])
-
-
-def parts(check: SpeechCheck, frames: np.ndarray, min_score: float) -> list[tuple[int, int]]:
-    """Where a segment's frames (n, N_MELS) change between speech and non-speech: the [first,
-    end) frame ranges of its parts, in order, covering all n frames (one part when it does
-    not change, e.g. a turn with hold music right after it, within one VAD segment, gives two).
-
-    The frames are cut into 0.5 s blocks (the last one takes the remainder); each 1 s span of
-    two neighbouring blocks is scored, and a block is speech when the mean score of the spans
-    that hold it reaches `min_score`. Runs of equal blocks are the parts; a run shorter than
-    1 s joins its neighbours.
-    """
-    n = frames.shape[0]
-    blocks = n // BLOCK_FRAMES
-    if blocks < 2 * MIN_PART_BLOCKS:
-        return [(0, n)]
-    scores = [check.judge(frames[k * BLOCK_FRAMES:(k + SPAN_BLOCKS) * BLOCK_FRAMES
-                                 if k + SPAN_BLOCKS < blocks else n], min_score).score
-              for k in range(blocks - SPAN_BLOCKS + 1)]
-    speech = [np.mean(scores[max(0, b - SPAN_BLOCKS + 1):min(b + 1, len(scores))]) >= min_score
-              for b in range(blocks)]
-    runs: list[list] = []  # [flag, first block, end block]
-    for b, flag in enumerate(speech):
-        if runs and runs[-1][0] == flag:
-            runs[-1][2] = b + 1
-        else:
-            runs.append([flag, b, b + 1])
-    merged: list[list] = []
-    for run in runs:
-        if merged and (run[2] - run[1] < MIN_PART_BLOCKS or merged[-1][0] == run[0]):
-            merged[-1][2] = run[2]  # too short, or equal after a join: part of the previous
-        elif merged and merged[-1][2] - merged[-1][1] < MIN_PART_BLOCKS:
-            merged[-1] = [run[0], merged[-1][1], run[2]]  # the previous was too short
-        else:
-            merged.append(list(run))
-    bounds = [run[1] * BLOCK_FRAMES for run in merged] + [n]
-    return list(zip(bounds[:-1], bounds[1:]))
+        return score, REASONS[DESCRIPTORS[worst]][int(z[worst] > 0)]

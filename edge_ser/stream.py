@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_ser import encoding, features, speech_check, tracker, vad, windowing
+from edge_ser import encoding, features, speech_check, speech_spans, tracker, vad, windowing
 from edge_ser.audio import StreamingResampler, to_mono
 from edge_ser.contract import FRAMES_PER_S, HOP_SAMPLES, SAMPLE_RATE_HZ, num_frames
 from edge_ser.events import EmotionChange, Event, SegmentResult, WindowUpdate
@@ -74,6 +74,7 @@ class _Segment:
     split: bool = False
     window_count: int = 0
     mel: _Rows | None = None  # the feature frames fed so far, for the speech check
+    spans: speech_spans.SpanState | None = None  # the speech check's span scores
     encoded: _Rows | None = None  # the encoder frames so far, to pool the parts of a segment
 
 
@@ -235,6 +236,10 @@ class Stream:
         if self._config.speech_check.enabled:
             segment.mel = segment.mel or _Rows()
             segment.mel.append(feats)
+            segment.spans = segment.spans or speech_spans.init_state(
+                segment.speech_start_frame - segment.start_frame)
+            speech_spans.advance(segment.spans, self._recognizer.speech_check,
+                                 segment.mel.view())
 
     def _judge(self, segment: _Segment, first_frame: int, end_frame: int
                ) -> speech_check.Verdict:
@@ -242,8 +247,8 @@ class Stream:
         config = self._config.speech_check
         if not config.enabled or segment.mel is None:
             return speech_check.Verdict(speech=True, score=1.0, reason=None)
-        return self._recognizer.speech_check.judge(segment.mel.view(first_frame, end_frame),
-                                                   config.min_score)
+        return speech_spans.window(segment.spans, self._recognizer.speech_check,
+                                   segment.mel.view(), first_frame, end_frame, config.min_score)
 
     def _windows(self, segment: _Segment, out: np.ndarray, events: list[Event]) -> None:
         stride = self._recognizer.backend.stride
@@ -284,16 +289,16 @@ class Stream:
         lead = max(0, segment.speech_start_frame - segment.start_frame)
         speech_end = max(segment.speech_end_frame, segment.speech_start_frame)
         tail = max(lead, speech_end - segment.start_frame)
-        parts = [(lead, tail)]
+        parts = [(lead, tail, speech_check.Verdict(speech=True, score=1.0, reason=None))]
         if segment.mel is not None:
-            parts = [(lead + a, lead + b) for a, b in speech_check.parts(
-                self._recognizer.speech_check, segment.mel.view(lead, tail),
-                self._config.speech_check.min_score)]
-        for first, end in parts:
-            self._result(segment, first, end, len(parts) > 1, events)
+            parts = speech_spans.segment_parts(segment.spans, self._recognizer.speech_check,
+                                               segment.mel.view(), tail,
+                                               self._config.speech_check.min_score)
+        for first, end, judged in parts:
+            self._result(segment, first, end, judged, len(parts) > 1, events)
 
-    def _result(self, segment: _Segment, first: int, end: int, part: bool,
-                events: list[Event]) -> None:
+    def _result(self, segment: _Segment, first: int, end: int, judged: speech_check.Verdict,
+                part: bool, events: list[Event]) -> None:
         """The final result of a segment, or of one part of it (feature frames [first, end)
         of the segment) where the speech check finds speech and non-speech in it."""
         stride = self._recognizer.backend.stride
@@ -304,7 +309,6 @@ class Stream:
         else:
             pooled = windowing.pool_all(segment.windows)
         scores = self._recognizer.score(pooled)
-        judged = self._judge(segment, first, end)
         start_s = (segment.start_frame + first) / FRAMES_PER_S
         end_s = (segment.start_frame + end) / FRAMES_PER_S
         label = None

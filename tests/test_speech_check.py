@@ -197,13 +197,20 @@ def test_descriptors_need_two_frames_and_judging_fewer_is_speech():
 
 
 def test_a_turn_with_a_melody_after_it_is_told_apart_in_two_parts():
+    from edge_ser import speech_spans
     from edge_ser.features import log_mel
-    from edge_ser.speech_check import parts
 
     turn = load_mono_16k(DEMO_AUDIO)[int(0.74 * RATE_HZ):int(2.6 * RATE_HZ)]
     frames = log_mel(np.concatenate((turn, _melody(3.0))).astype(np.float32))
-    found = parts(SpeechCheck.load(), frames, 0.5)
+    check = SpeechCheck.load()
+    state = speech_spans.init_state(0)
+    for end in range(7, frames.shape[0] + 7, 7):  # frames arrive a few at a time
+        speech_spans.advance(state, check, frames[:end])
+    found = speech_spans.segment_parts(state, check, frames, frames.shape[0], 0.5)
     assert len(found) == 2 and found[0][0] == 0 and found[-1][1] == frames.shape[0]
+    assert found[0][1] == found[1][0]
     assert abs(found[1][0] - turn.size / 160) <= 50  # within one 0.5 s block of the join
-    first, second = (SpeechCheck.load().judge(frames[a:b], 0.5) for a, b in found)
-    assert first.speech and not second.speech
+    assert found[0][2].speech and not found[1][2].speech and found[1][2].reason
+    # a window inside the melody is non-speech, one on the turn is speech
+    assert not speech_spans.window(state, check, frames, 250, 450, 0.5).speech
+    assert speech_spans.window(state, check, frames, 0, 180, 0.5).speech
