@@ -47,6 +47,13 @@ class TimedCheck:
         finally:
             self.cpu_s += time.thread_time() - t0
 
+    def assess(self, frames):
+        t0 = time.thread_time()
+        try:
+            return self._check.assess(frames)
+        finally:
+            self.cpu_s += time.thread_time() - t0
+
 
 def one_pass(recognizer: Recognizer, audio: np.ndarray) -> tuple[float, np.ndarray]:
     """(thread CPU seconds of the whole pass, per-chunk thread CPU seconds)."""
