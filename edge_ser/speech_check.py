@@ -2,8 +2,8 @@
 
 webrtcvad calls tones, hum, noise, DTMF, ringback and hold music speech, and the emotion model
 then gives them an emotion with a memory-bank similarity in the range of real speech. This
-check scores a span of log-mel frames (a window, or a whole segment) from a few descriptors
-that speech and those signals differ in:
+check scores a span of log-mel frames (the stream scores 1 s spans of each segment's speech,
+see `edge_ser.speech_spans`) from a few descriptors that speech and those signals differ in:
 
     level_spread_db   spread of the frame level (10th to 90th percentile, so a few frames of
                       padding do not count): speech rises and falls with its syllables; tones,
@@ -21,8 +21,8 @@ A logistic regression over the standardised descriptors z and their squares (spe
 between the extremes: noise is flatter and steadier in shape, tones are peakier; the squares
 let one linear model fence speech in from both sides; weights in `speech_check.npz`,
 trained by `tools/train_speech_check.py` on generated non-speech against real speech of the
-corpora, provenance inside the file) gives a speech score in [0, 1]; spans scoring below
-`speech_check.min_score` are non-speech and get no emotion. The reason given is the descriptor
+corpora, provenance inside the file) gives a speech score in [0, 1]; what scores below
+`speech_check.min_score` is non-speech and gets no emotion. The reason given is the descriptor
 that argued most against speech.
 
 Shapes: frames (n, N_MELS) float32 log-mel (natural log of the mel power) -> (D,) float64.
