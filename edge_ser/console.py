@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_ser.events import (
+    NON_SPEECH,
     UNCERTAIN,
     Event,
     JsonlWriter,
     SegmentResult,
     WindowUpdate,
+    display_label,
 )
 
 BAR_WIDTH = 8
@@ -73,9 +75,14 @@ def best_reference(result: SegmentResult, references: list[Reference]) -> Refere
 
 def format_segment(result: SegmentResult, reference: Reference | None = None,
                    with_reference: bool = False) -> str:
-    """One line per finished segment: times, label, confidence, similarity, known label."""
-    line = (f"{result.start_s:8.2f} - {result.end_s:7.2f} s  {result.label:<9} "
-            f"{result.confidence:4.2f}  {result.similarity:+5.2f}  {_probs_text(result)}")
+    """One line per finished segment: times, label, confidence, similarity, known label; a
+    non-speech segment shows why instead of probabilities (it has no emotion)."""
+    if result.speech:
+        line = (f"{result.start_s:8.2f} - {result.end_s:7.2f} s  {result.label:<10} "
+                f"{result.confidence:4.2f}  {result.similarity:+5.2f}  {_probs_text(result)}")
+    else:
+        line = (f"{result.start_s:8.2f} - {result.end_s:7.2f} s  {NON_SPEECH:<10} "
+                f"{'-':>4}  {result.similarity:+5.2f}  no emotion: {result.reason}")
     if result.channel:
         line = f"ch{result.channel} " + line
     if with_reference:
@@ -87,7 +94,8 @@ def format_segment(result: SegmentResult, reference: Reference | None = None,
     return line
 
 
-SEGMENT_HEADER = f"{'start':>8} - {'end':>7}    {'label':<9} {'conf':>4}  {'sim':>5}  probabilities"
+SEGMENT_HEADER = (f"{'start':>8} - {'end':>7}    {'label':<10} {'conf':>4}  {'sim':>5}  "
+                  "probabilities")
 """Column names above the lines of `format_segment`."""
 
 
@@ -115,16 +123,24 @@ class LiveView:
     probs: dict[str, float] = field(default_factory=dict)
     processing_ms: float = 0.0
     latency_ms: float = 0.0
+    non_speech: bool = False  # the last judged window or segment was not speech
 
     def update(self, events: list[Event]) -> None:
         for event in events:
-            if isinstance(event, WindowUpdate):
+            if isinstance(event, (WindowUpdate, SegmentResult)):
+                self.non_speech = not event.speech
+            if not event.speech:
+                continue  # no emotion: the bars keep the last speech
+            if isinstance(event, WindowUpdate) and event.smoothed is not None:
                 self.probs = event.smoothed
             elif isinstance(event, SegmentResult):
                 self.probs = event.probs
 
     def render(self) -> str:
-        state = "speech " if self.speaking else "silence"
+        if not self.speaking:
+            state = "silence   "
+        else:
+            state = NON_SPEECH if self.non_speech else "speech    "
         probs = self.probs or {label: 0.0 for label in self.labels}
         return (f"{self.time_s:7.1f} s  {state}  {self.tracked or '-':<9} {bars(probs)}  "
                 f"proc {self.processing_ms:5.1f} ms  lag {self.latency_ms:6.0f} ms")
@@ -140,6 +156,7 @@ class Summary:
     changes: int = 0
     last_label: str | None = None
     speech_s: float = 0.0
+    non_speech_s: float = 0.0
     labels: Counter = field(default_factory=Counter)
     matched: int = 0
     compared: int = 0
@@ -148,10 +165,14 @@ class Summary:
         for event in events:
             if isinstance(event, SegmentResult):
                 self.segments += 1
-                self.speech_s += event.end_s - event.start_s
-                self.labels[event.label] += 1
-                self.changes += self.last_label not in (None, event.label)
-                self.last_label = event.label
+                if event.speech:
+                    self.speech_s += event.end_s - event.start_s
+                    # the changes a reader sees between consecutive speech segment lines
+                    self.changes += self.last_label not in (None, event.label)
+                    self.last_label = event.label
+                else:
+                    self.non_speech_s += event.end_s - event.start_s
+                self.labels[display_label(event)] += 1
             elif isinstance(event, WindowUpdate):
                 self.windows += 1
 
@@ -160,10 +181,12 @@ class Summary:
         self.matched += reference is not None and reference.emotion == result.label
 
     def text(self, audio_s: float) -> str:
-        counts = ", ".join(f"{label} {n}" for label, n in sorted(self.labels.items(),
-                                                               key=lambda kv: kv[0] == UNCERTAIN))
-        line = (f"{self.segments} segments ({self.speech_s:.1f} s of speech in {audio_s:.1f} s)"
-                f"{': ' + counts if counts else ''}; {self.changes} label changes between segments")
+        counts = ", ".join(f"{label} {n}" for label, n in sorted(
+            self.labels.items(), key=lambda kv: (kv[0] == NON_SPEECH, kv[0] == UNCERTAIN)))
+        other = f", {self.non_speech_s:.1f} s of non-speech" if self.non_speech_s else ""
+        line = (f"{self.segments} segments ({self.speech_s:.1f} s of speech{other} in "
+                f"{audio_s:.1f} s){': ' + counts if counts else ''}; {self.changes} label "
+                "changes between speech segments")
         if self.compared:
             line += f"; agree with known labels {self.matched}/{self.compared}"
         return line

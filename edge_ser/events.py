@@ -1,10 +1,13 @@
 """Streaming results as typed events, and their JSON Lines form.
 
 Every event carries times in seconds from the start of its stream, the label (a class of the
-model package, or `UNCERTAIN` when the memory bank finds the audio unlike anything it knows), the
+model package, `UNCERTAIN` when the memory bank finds the audio unlike anything it knows, or
+None when the speech check finds no speech: tones, hum, noise, DTMF, ringback, music), the
 class probabilities as a dict, the confidence (the probability of the label's class, or of the
 best class when uncertain), the memory-bank similarity (cosine, the out-of-domain signal), the
-stream's channel and the index of the speech segment it belongs to.
+stream's channel, the index of the speech segment it belongs to, and the speech check's verdict
+(`speech`, `speech_score`, and for non-speech the `reason`). For non-speech, `probs` and
+`confidence` are the model's raw output, kept for inspection: they are not an emotion.
 
 `to_dict()` / `to_json()` give one flat JSON object per event with stable field names, a `type`
 and the format `version`; `JsonlWriter` appends them to a file, one line per event.
@@ -19,11 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, ClassVar
 
-EVENT_FORMAT_VERSION = 1
-"""Bumped whenever a field of an event's JSON form is renamed, removed or changes meaning."""
+EVENT_FORMAT_VERSION = 2
+"""Bumped whenever a field of an event's JSON form is renamed, removed or changes meaning
+(2: `speech`, `speech_score` and `reason` added; `label` is null for non-speech)."""
 
 UNCERTAIN = "uncertain"
 """The label of a result whose memory-bank similarity is below `tracker.min_similarity`."""
+
+NON_SPEECH = "non-speech"
+"""How text outputs (console, RTTM, summaries) name a span the speech check rejected; in typed
+events and JSON its `label` is None and `speech` false."""
 
 _TIME_DECIMALS = 3
 _PROB_DECIMALS = 4
@@ -35,12 +43,16 @@ class _Event:
 
     start_s: float
     end_s: float
-    label: str
+    label: str | None
     probs: dict[str, float]
     confidence: float
     similarity: float
     channel: int
     segment: int
+    _: dataclasses.KW_ONLY  # the speech check's verdict (defaults: speech)
+    speech: bool = True
+    speech_score: float = 1.0
+    reason: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready mapping: `version`, `type`, then the fields, rounded for reading."""
@@ -52,6 +64,11 @@ class _Event:
     def to_json(self) -> str:
         """One line of JSON (no newline)."""
         return json.dumps(self.to_dict(), separators=(",", ":"))
+
+
+def display_label(event: _Event) -> str:
+    """The label as text outputs print it: `NON_SPEECH` for non-speech."""
+    return event.label if event.label is not None else NON_SPEECH
 
 
 def _rounded(name: str, value: object) -> object:
@@ -67,13 +84,14 @@ class WindowUpdate(_Event):
     """One sliding window inside a speech segment: [start_s, end_s) pooled and scored.
 
     `probs`, `label`, `confidence` and `similarity` are the window's own; `smoothed` is the
-    moving average the tracker keeps over the segment's windows, and `tracked` the emotion the
-    tracker holds after this window (None before the first confident one).
+    moving average the tracker keeps over the segment's speech windows (None before the first),
+    and `tracked` the emotion the tracker holds after this window (None before the first
+    confident one). A non-speech window leaves the tracker as it was.
     """
 
     type: ClassVar[str] = "window"
 
-    smoothed: dict[str, float]
+    smoothed: dict[str, float] | None
     tracked: str | None
 
 

@@ -22,6 +22,7 @@ from edge_ser.audio import iter_blocks
 from edge_ser.contract import SAMPLE_RATE_HZ
 from edge_ser.events import Event
 from edge_ser.runtime_config import RuntimeConfig
+from edge_ser.speech_check import SpeechCheck
 from edge_ser.stream import Stream
 
 FILE_BLOCK_S = 10.0
@@ -43,12 +44,14 @@ class Recognizer:
 
     `scorer` defaults to `WindowScorer.from_package(package)`; any object with
     `score_pooled(pooled (B, 2C)) -> scores` (fields `probs` (B, K) and `similarity` (B,)) works.
+    `speech_check` defaults to the shipped classifier (`SpeechCheck.load()`), loaded only when
+    the config enables it.
     """
 
     _frozen = False
 
     def __init__(self, package, backend, config: RuntimeConfig | None = None,
-                 scorer=None) -> None:
+                 scorer=None, speech_check: SpeechCheck | None = None) -> None:
         if scorer is None:
             from edge_ser.scoring import WindowScorer
 
@@ -60,6 +63,9 @@ class Recognizer:
         self.backend = backend
         self.scorer = scorer
         self.config = config if config is not None else RuntimeConfig()
+        if speech_check is None and self.config.speech_check.enabled:
+            speech_check = SpeechCheck.load()
+        self.speech_check = speech_check
         self.labels: tuple[str, ...] = tuple(package.labels)
         self._frozen = True
 

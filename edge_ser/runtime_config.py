@@ -1,5 +1,5 @@
-"""Runtime configuration: VAD segmentation, sliding windows, tracking, live input, features,
-batch jobs.
+"""Runtime configuration: VAD segmentation, sliding windows, tracking, the speech check, live
+input, features, batch jobs.
 
 Frozen dataclasses loaded strictly by `edge_ser.config.load_config` from
 `configs/runtime/default.yaml` (or any YAML) plus `--set` overrides. Every value carries its
@@ -74,6 +74,17 @@ class TrackerConfig:
 
 
 @dataclass(frozen=True)
+class SpeechCheckConfig:
+    """Only speech gets an emotion: the non-speech check on each window and segment."""
+
+    enabled: bool = setting(True, help="judge every window and segment; non-speech (tones, "
+                            "hum, noise, DTMF, ringback, music) gets no emotion")
+    min_score: float = setting(0.5, min=0.0, max=1.0,
+                               help="below this speech score a span is non-speech "
+                               "(0 passes everything, 1 almost nothing)")
+
+
+@dataclass(frozen=True)
 class LiveConfig:
     """Microphone input."""
 
@@ -109,6 +120,7 @@ class RuntimeConfig:
     vad: VadConfig = section(VadConfig)
     window: WindowConfig = section(WindowConfig)
     tracker: TrackerConfig = section(TrackerConfig)
+    speech_check: SpeechCheckConfig = section(SpeechCheckConfig)
     live: LiveConfig = section(LiveConfig)
     features: FeaturesConfig = section(FeaturesConfig)
     batch: BatchConfig = section(BatchConfig)

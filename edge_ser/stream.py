@@ -4,8 +4,12 @@
         -> vad.accept (webrtcvad frames, hysteresis) -> segment open/close events
         -> per segment: features.frames_of (each 10 ms frame of the segment once)
         -> encoding (fresh state, fixed chunks) -> windowing (running sums)
-        -> scorer (classifier + memory bank) -> tracker -> WindowUpdate / EmotionChange /
-           SegmentResult
+        -> scorer (classifier + memory bank) + speech check (on the window's log-mel frames)
+        -> tracker -> WindowUpdate / EmotionChange / SegmentResult
+
+The speech check (`speech_check`) judges every window and each whole segment from the log-mel
+frames the encoder was fed; a span it rejects (tones, hum, noise, DTMF, ringback, music) gets
+no emotion (label None) and never reaches the tracker.
 
 A segment's frames are computed and encoded as soon as they certainly belong to it (up to
 `vad.committed_end`), so when the VAD closes a segment only its last chunk is left to run.
@@ -24,11 +28,35 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_ser import encoding, features, tracker, vad, windowing
+from edge_ser import encoding, features, speech_check, speech_spans, tracker, vad, windowing
 from edge_ser.audio import StreamingResampler, to_mono
 from edge_ser.contract import FRAMES_PER_S, HOP_SAMPLES, SAMPLE_RATE_HZ, num_frames
 from edge_ser.events import EmotionChange, Event, SegmentResult, WindowUpdate
 from edge_ser.sample_buffer import SampleBuffer
+
+
+class _Rows:
+    """Rows appended over one segment (bounded by `vad.max_segment_s`); doubles when full."""
+
+    def __init__(self) -> None:
+        self.data: np.ndarray | None = None
+        self.count = 0
+
+    def append(self, rows: np.ndarray) -> None:
+        need = self.count + rows.shape[0]
+        if self.data is None or need > self.data.shape[0]:
+            grown = np.empty((max(need, 256, 2 * self.count), rows.shape[1]), dtype=np.float32)
+            if self.data is not None:
+                grown[:self.count] = self.data[:self.count]
+            self.data = grown
+        self.data[self.count:need] = rows
+        self.count = need
+
+    def view(self, first: int = 0, end: int | None = None) -> np.ndarray:
+        end = self.count if end is None else min(end, self.count)
+        if self.data is None:
+            return np.zeros((0, 0), dtype=np.float32)
+        return self.data[first:end]
 
 
 @dataclass
@@ -45,6 +73,9 @@ class _Segment:
     speech_end_frame: int = 0
     split: bool = False
     window_count: int = 0
+    mel: _Rows | None = None  # the feature frames fed so far, for the speech check
+    spans: speech_spans.SpanState | None = None  # the speech check's span scores
+    encoded: _Rows | None = None  # the encoder frames so far, to pool the parts of a segment
 
 
 class Stream:
@@ -168,6 +199,7 @@ class Stream:
                 return  # the segment goes to the encoder in one call once it is complete
             if upto > segment.next_frame:
                 feats = self._frames_between(segment.next_frame, upto)
+                self._keep_mel(segment, feats)
                 if self._whole_segments:
                     out = encoding.encode_segment(self._recognizer.backend, feats)
                 else:
@@ -199,55 +231,113 @@ class Stream:
         start, stop = features.sample_span(first, end)
         return features.frames_of(self._features, self._samples.view(start, stop), end - first)
 
+    def _keep_mel(self, segment: _Segment, feats: np.ndarray) -> None:
+        """Keep a segment's new log-mel frames for the speech check."""
+        if self._config.speech_check.enabled:
+            segment.mel = segment.mel or _Rows()
+            segment.mel.append(feats)
+            segment.spans = segment.spans or speech_spans.init_state(
+                segment.speech_start_frame - segment.start_frame)
+            speech_spans.advance(segment.spans, self._recognizer.speech_check,
+                                 segment.mel.view())
+
+    def _judge(self, segment: _Segment, first_frame: int, end_frame: int
+               ) -> speech_check.Verdict:
+        """The speech check on the segment's feature frames [first_frame, end_frame)."""
+        config = self._config.speech_check
+        if not config.enabled or segment.mel is None:
+            return speech_check.Verdict(speech=True, score=1.0, reason=None)
+        return speech_spans.window(segment.spans, self._recognizer.speech_check,
+                                   segment.mel.view(), first_frame, end_frame, config.min_score)
+
     def _windows(self, segment: _Segment, out: np.ndarray, events: list[Event]) -> None:
         stride = self._recognizer.backend.stride
+        if segment.mel is not None:
+            segment.encoded = segment.encoded or _Rows()
+            segment.encoded.append(out)
         for first, end, pooled in windowing.push(segment.windows, out):
             scores = self._recognizer.score(pooled)
-            smoothed = tracker.smooth(self._tracker, self._config.tracker, scores.probs)
-            change = tracker.observe(self._tracker, self._config.tracker, smoothed,
-                                     scores.similarity)
+            judged = self._judge(segment, first * stride, end * stride)
             start_s = (segment.start_frame + first * stride) / FRAMES_PER_S
             end_s = (segment.start_frame + end * stride) / FRAMES_PER_S
-            label = tracker.verdict(self._tracker.labels, scores.probs, scores.similarity,
-                                    self._config.tracker)
+            change = None
+            if judged.speech:
+                smoothed = tracker.smooth(self._tracker, self._config.tracker, scores.probs)
+                change = tracker.observe(self._tracker, self._config.tracker, smoothed,
+                                         scores.similarity)
+                label = tracker.verdict(self._tracker.labels, scores.probs, scores.similarity,
+                                        self._config.tracker)
+            else:
+                smoothed, label = self._tracker.smoothed, None
             events.append(WindowUpdate(
                 start_s=start_s, end_s=end_s, label=label, probs=self._named(scores.probs),
                 confidence=float(scores.probs.max()), similarity=scores.similarity,
-                channel=self.channel, segment=segment.index, smoothed=self._named(smoothed),
+                channel=self.channel, segment=segment.index, speech=judged.speech,
+                speech_score=judged.score, reason=judged.reason,
+                smoothed=None if smoothed is None else self._named(smoothed),
                 tracked=self._tracker.current))
             segment.window_count += 1
             if change is not None:
                 events.append(self._change(change, start_s, end_s, smoothed, scores.similarity,
-                                           segment.index))
+                                           segment.index, judged.score))
 
     def _close(self, segment: _Segment, events: list[Event]) -> None:
         backend = self._recognizer.backend
         if segment.encoder is not None:  # the last, partial chunk
             self._windows(segment, encoding.finish(segment.encoder, backend), events)
-        scores = self._recognizer.score(windowing.pool_all(segment.windows))
-        start_s = segment.speech_start_frame / FRAMES_PER_S
-        end_s = max(segment.speech_end_frame, segment.speech_start_frame) / FRAMES_PER_S
-        label = tracker.verdict(self._tracker.labels, scores.probs, scores.similarity,
-                                self._config.tracker)
+        # the speech check judges the speech itself, without the padding (silence by design)
+        lead = max(0, segment.speech_start_frame - segment.start_frame)
+        speech_end = max(segment.speech_end_frame, segment.speech_start_frame)
+        tail = max(lead, speech_end - segment.start_frame)
+        parts = [(lead, tail, speech_check.Verdict(speech=True, score=1.0, reason=None))]
+        if segment.mel is not None:
+            parts = speech_spans.segment_parts(segment.spans, self._recognizer.speech_check,
+                                               segment.mel.view(), tail,
+                                               self._config.speech_check.min_score)
+        for first, end, judged in parts:
+            self._result(segment, first, end, judged, len(parts) > 1, events)
+
+    def _result(self, segment: _Segment, first: int, end: int, judged: speech_check.Verdict,
+                part: bool, events: list[Event]) -> None:
+        """The final result of a segment, or of one part of it (feature frames [first, end)
+        of the segment) where the speech check finds speech and non-speech in it."""
+        stride = self._recognizer.backend.stride
+        if part:  # pooled over the part's own encoder frames
+            pooled = windowing.pool_frames(segment.encoded.view(first // stride,
+                                                                max(end // stride,
+                                                                    first // stride + 1)))
+        else:
+            pooled = windowing.pool_all(segment.windows)
+        scores = self._recognizer.score(pooled)
+        start_s = (segment.start_frame + first) / FRAMES_PER_S
+        end_s = (segment.start_frame + end) / FRAMES_PER_S
+        label = None
+        if judged.speech:
+            label = tracker.verdict(self._tracker.labels, scores.probs, scores.similarity,
+                                    self._config.tracker)
         events.append(SegmentResult(
             start_s=start_s, end_s=end_s, label=label, probs=self._named(scores.probs),
             confidence=float(scores.probs.max()), similarity=scores.similarity,
-            channel=self.channel, segment=segment.index, windows=segment.window_count,
+            channel=self.channel, segment=segment.index, speech=judged.speech,
+            speech_score=judged.score, reason=judged.reason, windows=segment.window_count,
             split=segment.split))
-        if segment.window_count == 0:  # too short for a window: the result is the observation
+        # too short for a window: the result is the observation (if it is speech)
+        if segment.window_count == 0 and judged.speech:
             change = tracker.observe(self._tracker, self._config.tracker, scores.probs,
                                      scores.similarity)
             if change is not None:
                 events.append(self._change(change, start_s, end_s, scores.probs,
-                                           scores.similarity, segment.index))
+                                           scores.similarity, segment.index, judged.score))
 
     def _change(self, change: tuple[str | None, str], start_s: float, end_s: float,
-                probs: np.ndarray, similarity: float, segment: int) -> EmotionChange:
+                probs: np.ndarray, similarity: float, segment: int,
+                score: float) -> EmotionChange:
         previous, label = change
         return EmotionChange(
             start_s=start_s, end_s=end_s, label=label, probs=self._named(probs),
             confidence=float(probs[self._tracker.labels.index(label)]), similarity=similarity,
-            channel=self.channel, segment=segment, previous=previous)
+            channel=self.channel, segment=segment, speech=True, speech_score=score,
+            reason=None, previous=previous)
 
     def _named(self, probs: np.ndarray) -> dict[str, float]:
         return {label: float(p) for label, p in zip(self._tracker.labels, probs)}

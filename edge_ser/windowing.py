@@ -87,6 +87,14 @@ def pool_all(state: WindowState) -> np.ndarray:
     return _stats(totals, state.count, state.channels)
 
 
+def pool_frames(frames: np.ndarray) -> np.ndarray:
+    """Pooled (2C,) float32 over encoder frames (n, C), n >= 1, computed as `pool_all` does
+    (float64 sums in order); for one part of a segment."""
+    x = np.asarray(frames, dtype=np.float64)
+    sums = np.concatenate((x.sum(axis=0), (x * x).sum(axis=0)))
+    return _stats(sums, x.shape[0], x.shape[1])
+
+
 def _pool(state: WindowState, first: int, end: int) -> np.ndarray:
     sums = state.prefix[end - state.base] - state.prefix[first - state.base]
     return _stats(sums, end - first, state.channels)

@@ -28,7 +28,7 @@ def test_changes_are_label_changes_between_consecutive_segment_lines():
                      segment(i, label)])
     assert summary.changes == 5  # sad>neutral, neutral>happy, happy>angry, angry>sad, sad>neutral
     assert summary.segments == 9 and summary.windows == 9
-    assert "; 5 label changes between segments" in summary.text(20.0)
+    assert "; 5 label changes between speech segments" in summary.text(20.0)
 
 
 def test_one_segment_or_one_label_throughout_is_no_change():

@@ -30,10 +30,11 @@ def read_segments(path: Path) -> list[dict]:
 
 
 def best_match(turn, segments: list[dict]) -> dict | None:
-    """The segment of the turn's channel overlapping it most (None when none overlaps)."""
+    """The segment of the turn's channel overlapping it most (None when none overlaps); only
+    segments with an emotion count (a non-speech segment, label null, finds no turn)."""
     best, best_overlap = None, 0.0
     for seg in segments:
-        if seg["channel"] != turn.channel:
+        if seg["channel"] != turn.channel or seg.get("label") is None:
             continue
         overlap = min(turn.end_s, seg["end_s"]) - max(turn.start_s, seg["start_s"])
         if overlap > best_overlap:

@@ -4,7 +4,7 @@ Per recording, in `OUT/recordings/<key>/`:
     segments.jsonl  one JSON object per speech segment (event fields + role, call id, metadata)
     segments.csv    the same, one row per segment, a column per class probability
     segments.rttm   RTTM-like: SPEAKER <key> <channel+1> <start> <dur> <NA> <label> <role>
-                    <confidence> <NA>
+                    <confidence> <NA>; <label> is `non-speech` for a non-speech segment
     summary.json    the recording's summary (see `summary.py`)
     complete.json   the completion marker, written last: it lists every output with its size
                     and sha256, and a folder without it, or whose files do not match it, is redone
@@ -28,9 +28,12 @@ from pathlib import Path
 
 from edge_ser.atomic_write import write_bytes_atomic, write_text_atomic
 from edge_ser.batch.summary import RoleSegment
+from edge_ser.events import NON_SPEECH
 
-BATCH_FORMAT_VERSION = 1
-"""Bumped whenever a field of the batch outputs is renamed, removed or changes meaning."""
+BATCH_FORMAT_VERSION = 2
+"""Bumped whenever a field of the batch outputs is renamed, removed or changes meaning
+(2: non-speech segments: label null / empty in the CSV / `non-speech` in the RTTM, and the
+CSV's `speech` and `reason` columns)."""
 SEGMENTS_JSONL = "segments.jsonl"
 SEGMENTS_CSV = "segments.csv"
 SEGMENTS_RTTM = "segments.rttm"
@@ -70,14 +73,17 @@ def write_segments(folder: Path, key: str, records: list[dict[str, object]],
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["call_id", "start_s", "end_s", "channel", "role", "label", "confidence",
-                     "similarity", *(f"prob_{label}" for label in labels), "segment"])
+                     "similarity", *(f"prob_{label}" for label in labels), "segment", "speech",
+                     "reason"])
     for r in records:
         probs = r["probs"]
         writer.writerow([r["call_id"] or "", r["start_s"], r["end_s"], r["channel"], r["role"],
                          r["label"], r["confidence"], r["similarity"],
-                         *(probs.get(label, "") for label in labels), r["segment"]])
+                         *(probs.get(label, "") for label in labels), r["segment"],
+                         int(r["speech"]), r["reason"]])
     rttm = "".join(f"SPEAKER {key} {int(r['channel']) + 1} {float(r['start_s']):.3f} "
-                   f"{float(r['end_s']) - float(r['start_s']):.3f} <NA> {r['label']} {r['role']} "
+                   f"{float(r['end_s']) - float(r['start_s']):.3f} <NA> "
+                   f"{r['label'] or NON_SPEECH} {r['role']} "
                    f"{float(r['confidence']):.4f} <NA>\n" for r in records)
     return {name: write_output(folder, name, text.encode("utf-8"))
             for name, text in ((SEGMENTS_JSONL, jsonl), (SEGMENTS_CSV, buffer.getvalue()),

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import io
 
-from edge_ser.events import UNCERTAIN
+from edge_ser.events import NON_SPEECH, UNCERTAIN
 
 TIMELINE_PNG = "timeline.png"
 COLOURS = {"angry": "#d62728", "sad": "#1f77b4", "happy": "#2ca02c", "neutral": "#9e9e9e",
-           UNCERTAIN: "#e0e0e0"}
+           UNCERTAIN: "#e0e0e0", NON_SPEECH: "#f5f5dc"}
 _OTHER = ("#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#ff7f0e")
 
 
@@ -28,7 +28,7 @@ def render_timeline(summary: dict[str, object], records: list[dict[str, object]]
         raise RuntimeError("the timeline plot needs matplotlib: pip install "
                            "'edge-ser[plot]'") from None
     roles = list(summary["roles"])
-    labels = [*summary["labels"], UNCERTAIN]
+    labels = [*summary["labels"], UNCERTAIN, NON_SPEECH]
     colours = {label: COLOURS.get(label, _OTHER[i % len(_OTHER)])
                for i, label in enumerate(labels)}
     fig, ax = plt.subplots(figsize=(10, 1.0 + 0.6 * len(roles)), dpi=100)
@@ -39,7 +39,7 @@ def render_timeline(summary: dict[str, object], records: list[dict[str, object]]
                     continue
                 start, end = float(r["start_s"]), float(r["end_s"])
                 ax.broken_barh([(start, max(end - start, 0.01))], (lane - 0.4, 0.8),
-                               facecolors=colours[r["label"]],
+                               facecolors=colours[r["label"] or NON_SPEECH],
                                alpha=0.35 + 0.65 * float(r["confidence"]))
         ax.set_yticks(range(len(roles)), roles)
         ax.set_ylim(-0.6, len(roles) - 0.4)

@@ -2,7 +2,8 @@
 speaker turns negative, the longest negative stretch, and the trend over the call.
 
 Times are seconds from the start of the recording; shares are fractions of a role's speech
-time (the summed length of its segments).
+time (the summed length of its speech segments). Segments the speech check found not to be
+speech (tones, hold music, line noise) count only in `non_speech_s`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from dataclasses import dataclass
 
 from edge_ser.events import UNCERTAIN, EmotionChange, SegmentResult
 
-SUMMARY_FORMAT_VERSION = 1
+SUMMARY_FORMAT_VERSION = 2
+"""2: `speech_s` and the shares leave non-speech segments out; `non_speech_s` added."""
 NEGATIVE_LABELS = ("angry", "sad")
 """Emotions whose onset, duration and trend the summary reports."""
 TREND_PARTS = 3
@@ -41,12 +43,15 @@ def summarize(segments: list[RoleSegment], changes: list[RoleChange], roles: lis
     """The summary fields of a recording (a JSON-ready mapping)."""
     names = [*labels, UNCERTAIN]
     per_role = {}
+    other = [s for s in segments if not s.result.speech]
+    segments = [s for s in segments if s.result.speech]
     for role in roles:
         mine = [s.result for s in segments if s.role == role]
         speech_s = sum(_length(r) for r in mine)
         per_role[role] = {
             "segments": len(mine),
             "speech_s": round(speech_s, 3),
+            "non_speech_s": round(sum(_length(s.result) for s in other if s.role == role), 3),
             "share": {n: _share(sum(_length(r) for r in mine if r.label == n), speech_s)
                       for n in names},
             "negative_share": _share(sum(_length(r) for r in mine if _negative(r.label)),
@@ -63,6 +68,7 @@ def summarize(segments: list[RoleSegment], changes: list[RoleChange], roles: lis
     everyone = [s.result for s in segments]
     return {
         "speech_s": round(sum(_length(r) for r in everyone), 3),
+        "non_speech_s": round(sum(_length(s.result) for s in other), 3),
         "per_role": per_role,
         "negative_turns": sorted(turns, key=lambda t: (t["time_s"], t["channel"])),
         "longest_negative": longest,
@@ -74,7 +80,7 @@ def _length(result: SegmentResult) -> float:
     return max(0.0, result.end_s - result.start_s)
 
 
-def _negative(label: str) -> bool:
+def _negative(label: str | None) -> bool:
     return label in NEGATIVE_LABELS
 
 
