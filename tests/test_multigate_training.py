@@ -4,6 +4,7 @@ import csv
 
 import pytest
 import torch
+from test_training import make_toy_corpus
 
 from edge_ser.config import load_config
 from edge_ser_train.config import TrainConfig
@@ -13,7 +14,6 @@ from edge_ser_train.model import build_model
 from edge_ser_train.multigate.model import MultiGateModel
 from edge_ser_train.multigate.search import main as search_main
 from edge_ser_train.trainer import load_checkpoint, predict_logits, save_checkpoint, train
-from test_training import make_toy_corpus
 
 
 def two_language_corpus(folder):
