@@ -141,32 +141,30 @@ def evolve(task: Task, population: int = 6, generations: int = 5, children: int 
 def language_tasks(checkpoint: str, log=print) -> dict[str, Task]:
     """One task per selection corpus the checkpoint was trained with: its language's gated
     embeddings of the checkpoint's training speakers (train) and held-out speakers (val)."""
-    from edge_ser_train.corpus import labelled, read_corpus
     from edge_ser_train.evaluate import clip_features
-    from edge_ser_train.run import split
+    from edge_ser_train.run import load_clips, split
     from edge_ser_train.trainer import load_checkpoint
 
     model, cfg, _ = load_checkpoint(checkpoint)
     if cfg.model.family != "multigate":
         raise ValueError(f"{checkpoint}: model.family is {cfg.model.family!r}; the head search "
                          "needs a multigate checkpoint")
+    # the checkpoint's own split (same corpora, seed and fraction): its held-out speakers
+    train_clips, val_clips = split(cfg, load_clips(cfg))
+    if not val_clips:
+        raise ValueError(f"{checkpoint}: data.test_fraction is 0, so no held-out speakers")
     tasks = {}
-    for folder in cfg.data.corpora:
-        clips = labelled(read_corpus(folder), cfg.data.labels)
-        corpus = clips[0].corpus
+    for corpus in sorted({c.corpus for c in train_clips}):
         if corpus not in SELECTION_CORPORA:
             log(f"skipped {corpus}: not a selection corpus ({', '.join(SELECTION_CORPORA)})")
             continue
-        train_clips, val_clips = split(cfg, clips)
-        if not val_clips:
-            raise ValueError(f"{checkpoint}: data.test_fraction is 0, so no held-out speakers")
         parts = []
         for part in (train_clips, val_clips):
-            feats, kept = clip_features(part, log)
+            feats, kept = clip_features([c for c in part if c.corpus == corpus], log)
             parts.append((embed_clips(model, feats, kept[0].language),
                           torch.tensor([cfg.data.labels.index(c.label) for c in kept])))
-        tasks[clips[0].language] = Task(parts[0][0], parts[0][1], parts[1][0], parts[1][1],
-                                        len(cfg.data.labels))
+        tasks[kept[0].language] = Task(parts[0][0], parts[0][1], parts[1][0], parts[1][1],
+                                       len(cfg.data.labels))
         log(f"{corpus}: {len(parts[0][1])} training and {len(parts[1][1])} held-out clips")
     return tasks
 
