@@ -59,6 +59,8 @@ def test_shapes_and_gate_weights_sum_to_one():
     assert torch.allclose(out.embedding, (out.weights[..., None] * out.streams).sum(1))
     logits, emb = model(feats, lengths)
     assert logits.shape == (6, 4) and torch.equal(emb, model.embed(feats, lengths))
+    with pytest.raises(NotImplementedError, match="multigate: export and streaming"):
+        model.head(torch.zeros(1, 32))
 
 
 def test_unseen_languages_take_the_shared_gate_and_head():

@@ -126,6 +126,12 @@ class MultiGateModel(nn.Module):
               languages: Sequence[str | None] | None = None) -> torch.Tensor:
         return self.parts(feats, lengths, languages).embedding
 
+    def head(self, pooled: torch.Tensor):
+        """The `tcn` family's streaming head (pooled encoder frames -> logits) has no
+        counterpart here yet: export and the runtime serve only the `tcn` family."""
+        raise NotImplementedError("model.family=multigate: export and streaming are not built "
+                                  "yet (docs/multigate.md); use the tcn family to export")
+
     def aux_loss(self, embedding: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The weighted emotion-centroid loss on the embedding (added to cross-entropy)."""
         if self.contrastive_weight == 0.0:
