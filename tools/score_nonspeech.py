@@ -35,14 +35,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge_ser_train.augment import telephone  # noqa: E402
-
 from edge_ser.audio import load_mono_16k, resample  # noqa: E402
 from edge_ser.console import read_references  # noqa: E402
 from edge_ser.contract import SAMPLE_RATE_HZ  # noqa: E402
 from edge_ser.events import SegmentResult  # noqa: E402
 from edge_ser.recognizer import Recognizer  # noqa: E402
 from edge_ser.runtime_config import RuntimeConfig, SpeechCheckConfig  # noqa: E402
+from edge_ser_train.augment import telephone  # noqa: E402
 from tools.make_calls import DEFAULT_SPEAKERS, make_call, select_clips  # noqa: E402
 from tools.nonspeech import KINDS, generate  # noqa: E402
 

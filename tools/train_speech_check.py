@@ -26,9 +26,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge_ser_train.augment import coloured_noise, mu_law_round_trip, telephone  # noqa: E402
-from edge_ser_train.corpus import labelled, read_corpus  # noqa: E402
-
 from edge_ser import features, vad  # noqa: E402
 from edge_ser.audio import load_mono_16k  # noqa: E402
 from edge_ser.contract import FRAMES_PER_S, SAMPLE_RATE_HZ  # noqa: E402
@@ -39,6 +36,8 @@ from edge_ser.speech_check import (  # noqa: E402
     SPAN_BLOCKS,
     describe,
 )
+from edge_ser_train.augment import coloured_noise, mu_law_round_trip, telephone  # noqa: E402
+from edge_ser_train.corpus import labelled, read_corpus  # noqa: E402
 from tools.nonspeech import KINDS, generate  # noqa: E402
 
 HELD_OUT_SPEAKERS = ("emodb:09", "emodb:14")

@@ -340,6 +340,9 @@ def new_model(cfg: AdaptConfig, data: AdaptData) -> EmotionModel:
     """An untrained model whose input normalisation is the clean source views' statistics."""
     if not data.source_views:
         raise ValueError("training from scratch needs labelled source data")
+    if cfg.model.family != "tcn":
+        raise ValueError(f"model.family = {cfg.model.family}: adapt trains only the tcn family "
+                         "from scratch; train a multigate model with `train`")
     model = EmotionModel(cfg.model, contract.N_MELS, len(data.labels))
     clean = np.concatenate([v[0] for v in data.source_views])
     model.encoder.input_norm.set_stats(torch.from_numpy(clean.mean(0)),

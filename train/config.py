@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from edge_ser.config import section, setting
 from edge_ser.contract import DEFAULT_LABELS
+from edge_ser_train.multigate.config import MultiGateConfig
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    family: str = setting("tcn", choices=("tcn", "multigate"),
+                          help="tcn: the streamable encoder alone; multigate: feature streams "
+                          "with per-language gates (docs/multigate.md)")
     arch: str = setting("tcn", choices=("tcn", "gru"))
     stride: int = setting(2, min=1, max=4, help="TCN stem subsampling of the 100 Hz frames")
     norm_window_s: float = setting(1.0, min=0.0, max=10.0,
@@ -54,6 +58,7 @@ class ModelConfig:
     gru_layers: int = setting(2, min=1, max=4)
     embedding_dim: int = setting(128, min=8, max=1024)
     dropout: float = setting(0.2, min=0.0, max=0.9)
+    multigate: MultiGateConfig = section(MultiGateConfig)
 
 
 @dataclass(frozen=True)

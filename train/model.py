@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from edge_ser_train.config import ModelConfig
 from edge_ser_train.encoder import GRUEncoder, TCNEncoder
+from edge_ser_train.multigate.model import MultiGateModel
 
 
 def build_encoder(cfg: ModelConfig, n_mels: int) -> nn.Module:
@@ -50,8 +51,9 @@ class EmotionModel(nn.Module):
         valid = torch.div(lengths, self.encoder.stride, rounding_mode="floor").clamp_min(1)
         return self.projection(masked_stats_pool(frames, valid))
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor):
-        """Returns (logits (B, K), embedding (B, E))."""
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor, languages=None):
+        """Returns (logits (B, K), embedding (B, E)); one head serves every language, so
+        `languages` (per clip, as the multigate family takes them) is not used."""
         emb = self.embed(feats, lengths)
         return self.classifier(self.dropout(F.relu(emb))), emb
 
@@ -59,6 +61,19 @@ class EmotionModel(nn.Module):
         """pooled (B, 2C) -> (logits, embedding): the part after pooling, for the runtime."""
         emb = self.projection(pooled)
         return self.classifier(F.relu(emb)), emb
+
+
+def build_model(cfg: ModelConfig, n_mels: int, n_classes: int, languages: tuple[str, ...] = (),
+                pretrained: bool = False) -> nn.Module:
+    """The model of `cfg.family`; `languages` (multigate) get their own gates and heads, and
+    `pretrained` loads the multigate model's pretrained streams (not when restoring a checkpoint).
+    """
+    if cfg.family == "tcn":
+        return EmotionModel(cfg, n_mels, n_classes)
+    model = MultiGateModel(cfg, n_mels, n_classes, languages)
+    if pretrained:
+        model.load_pretrained(cfg.multigate.ge2e_weights)
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

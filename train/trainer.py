@@ -22,7 +22,7 @@ from edge_ser import contract
 from edge_ser.config import to_dict
 from edge_ser_train.config import TrainConfig
 from edge_ser_train.corpus import Clip
-from edge_ser_train.model import EmotionModel
+from edge_ser_train.model import EmotionModel, MultiGateModel, build_model
 from edge_ser_train.views import load_views
 
 CHECKPOINT_FORMAT = 1
@@ -89,12 +89,15 @@ def train(cfg: TrainConfig, clips: list[Clip], log=print) -> TrainResult:
                        cfg.data.cache_dir, workers=cfg.optim.threads)
     log(f"views ready for {len(clips)} clips in {time.perf_counter() - started:.0f} s")
 
-    model = EmotionModel(cfg.model, contract.N_MELS, len(labels))
+    model = build_model(cfg.model, contract.N_MELS, len(labels),
+                        tuple(sorted({c.language for c in clips})), pretrained=True)
     clean = np.concatenate([v[0] for v in views])
     model.encoder.input_norm.set_stats(torch.from_numpy(clean.mean(0)),
                                        torch.from_numpy(clean.std(0)))
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr,
+    multigate = cfg.model.family == "multigate"
+    params = model.optimizer_groups() if multigate else model.parameters()
+    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr,
                                   weight_decay=cfg.optim.weight_decay)
     weights = balanced_weights(clips)
     steps_per_epoch = max(1, len(clips) // cfg.optim.batch_size)
@@ -110,10 +113,13 @@ def train(cfg: TrainConfig, clips: list[Clip], log=print) -> TrainResult:
             idx = rng.choice(len(clips), size=cfg.optim.batch_size, p=weights)
             feats, lengths = make_batch(views, idx, crop_frames, cfg.augment.freq_mask_mels, rng)
             for group in optimizer.param_groups:
-                group["lr"] = get_lr(step, total_steps, warmup_steps, cfg.optim.lr)
-            logits, _ = model(feats, lengths)
+                group["lr"] = (get_lr(step, total_steps, warmup_steps, cfg.optim.lr)
+                               * group.get("lr_scale", 1.0))
+            logits, emb = model(feats, lengths, [clips[i].language for i in idx])
             loss = F.cross_entropy(logits, targets[idx],
                                    label_smoothing=cfg.optim.label_smoothing)
+            if multigate:
+                loss = loss + model.aux_loss(emb, targets[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -157,6 +163,8 @@ def save_checkpoint(result: TrainResult, cfg: TrainConfig, path: str | Path,
     payload = {"format": CHECKPOINT_FORMAT, "state_dict": result.model.state_dict(),
                "config": to_dict(cfg), "labels": list(result.labels),
                "history": result.history, "extra": extra or {}}
+    if isinstance(result.model, MultiGateModel):
+        payload["languages"] = list(result.model.languages)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -173,7 +181,8 @@ def load_checkpoint(path: str | Path) -> tuple[EmotionModel, TrainConfig, dict]:
         raise ValueError(f"{path}: checkpoint format {payload.get('format')!r}, expected "
                          f"{CHECKPOINT_FORMAT}")
     cfg = from_dict(TrainConfig, payload["config"])
-    model = EmotionModel(cfg.model, contract.N_MELS, len(payload["labels"]))
+    model = build_model(cfg.model, contract.N_MELS, len(payload["labels"]),
+                        tuple(payload.get("languages", ())))
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, cfg, payload
