@@ -43,8 +43,8 @@ The training sets are small (a few hundred to ~1,500 clips, 6 to 29 speakers) ag
 correlated functionals, so the fit is regularised about ten times more than scikit-learn's default:
 the peer should learn broad acoustic cues (loudness, pitch level and range, spectral slope), not
 the voices of the few training speakers. A second speaker-independent split inside each training
-partition (`python -m edge_ser_train.peer_egemaps --c-sweep`, test speakers unused) puts C = 0.1 within
-about 2.5 points of UA of the best value per corpus (emodb, urdu, turev) over C = 0.003 to 3;
+partition (`python -m edge_ser_train.peer_egemaps --c-sweep`, test speakers unused) puts C = 0.1
+within about 2.5 points of UA of the best value per corpus (emodb, urdu, turev) over C = 0.003 to 3;
 UA falls off below C = 0.03 and, on the smaller corpora, above C = 0.3.
 """
 
@@ -189,16 +189,23 @@ def label_indices(clips: list[Clip], labels: tuple[str, ...]) -> np.ndarray:
     return np.array([index[c.label] for c in clips], dtype=np.int64)
 
 
-def evaluate_peer(train_clips: list[Clip], test_clips: list[Clip], labels: tuple[str, ...],
-                  cache_dir: str | Path) -> Scores:
-    """Fit the peer on `train_clips`, then score its predictions on `test_clips` over `labels`."""
+def peer_predictions(train_clips: list[Clip], test_clips: list[Clip], labels: tuple[str, ...],
+                     cache_dir: str | Path) -> np.ndarray:
+    """Fit the peer on `train_clips`; its class index in `labels` for each test clip, (n,)."""
     # No per-speaker normalisation: the runtime meets one unknown speaker, so the test clips are
     # standardised with the training statistics only, as the runtime would be.
     labels = tuple(labels)
-    y_train = label_indices(train_clips, labels)
+    peer = EgemapsPeer().fit(egemaps_features(train_clips, cache_dir),
+                             label_indices(train_clips, labels))
+    return peer.predict(egemaps_features(test_clips, cache_dir))
+
+
+def evaluate_peer(train_clips: list[Clip], test_clips: list[Clip], labels: tuple[str, ...],
+                  cache_dir: str | Path) -> Scores:
+    """Fit the peer on `train_clips`, then score its predictions on `test_clips` over `labels`."""
+    labels = tuple(labels)
     y_test = label_indices(test_clips, labels)
-    peer = EgemapsPeer().fit(egemaps_features(train_clips, cache_dir), y_train)
-    return score(y_test, peer.predict(egemaps_features(test_clips, cache_dir)), labels)
+    return score(y_test, peer_predictions(train_clips, test_clips, labels, cache_dir), labels)
 
 
 # --- measurement ----------------------------------------------------------------------------------
