@@ -2,7 +2,7 @@
 per-cell raw results that tools/make_results.py writes, resumes and renders.
 
 A corpus is any folder of the data directory holding a `labels.csv` in the shared format; which
-corpus selects and which confirms is read from `configs/protocol.yaml`, never named in code.
+corpus selects and which confirms is read from `configs/protocol/default.yaml`, never named in code.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from edge_ser.atomic_write import write_text_atomic
 from edge_ser.config import load_config, setting
 
 ROOT = Path(__file__).resolve().parent.parent
-PROTOCOL = ROOT / "configs" / "protocol.yaml"
+PROTOCOL = ROOT / "configs" / "protocol" / "default.yaml"
 
 KINDS = ("in_domain", "lolo")
 """in_domain: train on a corpus' training speakers, score its held-out speakers.
@@ -70,7 +70,7 @@ def check_roles(protocol: ProtocolConfig, found: list[str], data: Path) -> None:
     unassigned = [c for c in found if c not in protocol.corpora]
     if unassigned:
         raise SystemExit(f"{data}: corpus {', '.join(unassigned)} has no role in the protocol "
-                         "(add it to selection or confirmation in configs/protocol.yaml)")
+                         "(add it to selection or confirmation in configs/protocol/default.yaml)")
     missing = [c for c in protocol.corpora if c not in found]
     if missing:
         raise SystemExit(f"{data}: no labels.csv for protocol corpus {', '.join(missing)}")
@@ -87,7 +87,7 @@ def common_sentence_files(protocol: ProtocolConfig, data: Path, corpus: str) -> 
     files = {folder / r["file"] for r in rows if r.get("text", "") in texts}
     if not files:
         raise SystemExit(f"{folder / 'labels.csv'}: no clip has text {', '.join(sorted(texts))} "
-                         "(configs/protocol.yaml common_sentences)")
+                         "(configs/protocol/default.yaml common_sentences)")
     return files
 
 

@@ -101,7 +101,7 @@ def common_sentences(protocol: ProtocolConfig, cells: dict) -> list[str]:
     names = ", ".join(e.split(":")[1] for e in protocol.common_sentences)
     lines = [f"## Common sentences ({names} of {', '.join(corpora)})", "",
              "Most ASED sentences belong to one emotion, so their words give the class away; the "
-             "sentences spoken in every emotion (configs/protocol.yaml `common_sentences`) can "
+             "sentences spoken in every emotion (configs/protocol/default.yaml `common_sentences`) can "
              "only be told apart by voice. UA % on all scored clips beside UA % on those sentences "
              "alone, from the same predictions:", "",
              "| cell | system | UA all % | UA common sentences % | common clips | seeds |",
