@@ -4,13 +4,13 @@ Every corpus of --data (a folder with a labels.csv) is measured two ways, ours b
 peer, UA / WA / macro-F1 as mean ± sd over seeds:
 - in-domain: train on 80% of the corpus' speakers, score the other 20%;
 - leave-one-language-out (LOLO): train on every labelled clip of all other corpora, score every
-  labelled clip of this one; selection and confirmation targets (configs/protocol/default.yaml) apart.
+  labelled clip of this one; selection and confirmation targets (configs/protocol/) apart.
 
 Each cell (kind, corpus, seed, system) is written to --runs as JSON as soon as it is measured, so a
 run can be split (--seeds, --targets, --kinds, --systems), stopped and resumed; --render writes the
 markdown from whatever cells are there, training nothing.
 
-    python tools/make_results.py --data ../shared/data --out docs/results.md [--seeds 0 1 2]
+    python -m tools.make_results --data ../shared/data --out docs/results.md [--seeds 0 1 2]
 """
 
 from __future__ import annotations

@@ -100,10 +100,10 @@ def common_sentences(protocol: ProtocolConfig, cells: dict) -> list[str]:
         return []
     names = ", ".join(e.split(":")[1] for e in protocol.common_sentences)
     lines = [f"## Common sentences ({names} of {', '.join(corpora)})", "",
-             "Most ASED sentences belong to one emotion, so their words give the class away; the "
-             "sentences spoken in every emotion (configs/protocol/default.yaml `common_sentences`) can "
-             "only be told apart by voice. UA % on all scored clips beside UA % on those sentences "
-             "alone, from the same predictions:", "",
+             "Most ASED sentences belong to one emotion, so their words give the class away; "
+             "the sentences spoken in every emotion (`common_sentences` in "
+             "configs/protocol/default.yaml) can only be told apart by voice. UA % on all scored "
+             "clips beside UA % on those sentences alone, from the same predictions:", "",
              "| cell | system | UA all % | UA common sentences % | common clips | seeds |",
              "|---|---|---|---|---|---|"]
     for corpus in corpora:
@@ -127,6 +127,7 @@ def render(protocol: ProtocolConfig, runs: Path, config: Path) -> str:
     records = read_cells(runs)
     cells = index(records)
     commands = sorted({" ".join(r["argv"]) for r in records if r.get("argv")})
+    imported = sorted({r["measured_by"] for r in records if r.get("measured_by")})
     commits = sorted({r["commit"][:10] for r in records})
     hours = sum(r["seconds"] for r in records) / 3600
     lacking = missing(protocol, cells)
@@ -142,6 +143,7 @@ def render(protocol: ProtocolConfig, runs: Path, config: Path) -> str:
         "measured by:", "",
         *[f"    python -m {c.replace('tools/make_results.py', 'tools.make_results')}"
           for c in commands], "",
+        *[f"Imported cells: {text}" for text in imported], *([""] if imported else []),
         "The protocol, and why it is built this way, is [protocol.md](protocol.md). UA = "
         "unweighted accuracy (mean per-class recall), WA = plain accuracy, F1 = macro-F1; 4 "
         "classes (angry, happy, neutral, sad), chance UA 25%. Figures are mean ± standard "
