@@ -139,16 +139,17 @@ def render(protocol: ProtocolConfig, runs: Path, config: Path) -> str:
         "# Results", "",
         f"Rendered {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `python -m "
         f"tools.make_results --render` from {len(records)} measured cells "
-        f"({hours:.1f} h of this machine's CPU; code at commit {', '.join(commits) or '—'}), "
-        "measured by:", "",
+        f"({hours:.1f} h of this machine's CPU; code at commit {', '.join(commits) or '—'})"
+        + (", measured by:" if commands else "."), "",
         *[f"    python -m {c.replace('tools/make_results.py', 'tools.make_results')}"
-          for c in commands], "",
+          for c in commands], *([""] if commands else []),
         *[f"Imported cells: {text}" for text in imported], *([""] if imported else []),
         "The protocol, and why it is built this way, is [protocol.md](protocol.md). UA = "
         "unweighted accuracy (mean per-class recall), WA = plain accuracy, F1 = macro-F1; 4 "
         "classes (angry, happy, neutral, sad), chance UA 25%. Figures are mean ± standard "
         "deviation over the seeds listed (a single seed shows no spread); a seed sets the "
-        "speaker split and the model's initialisation. *Ours* is the recipe "
+        "model's initialisation, augmentation and batch draws, and in-domain also the speaker "
+        "split. *Ours* is the recipe "
         f"`{config_name}`, retrained for every cell; the *peer* is openSMILE eGeMAPSv02 "
         "functionals + logistic regression on the same clips. The EMO-DB copy is cut to 2 s and "
         "nEMO and ASED are subsets (see each corpus' SOURCE.md): the numbers are not comparable "
