@@ -32,9 +32,9 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-# Regenerates docs/results.md (about an hour on 2 cores).
+# Regenerates docs/results.md under docs/protocol.md (about a day on 2 cores; resumable).
 results: setup
-	$(PY) tools/make_results.py --data $(DATA) --out docs/results.md
+	$(PY) -m tools.make_results --data $(DATA) --out docs/results.md
 
 clean:
 	rm -rf $(VENV) .venv-runtime .cache runs

@@ -64,10 +64,11 @@ def test_shipped_configs_are_valid():
     from edge_ser.runtime_config import RuntimeConfig
     from edge_ser_export.config import ExportConfig
     from edge_ser_train.adapt_config import AdaptConfig
+    from tools.protocol import ProtocolConfig
 
     # each folder of configs/ holds the YAML of one config class
     classes = {"train": TrainConfig, "runtime": RuntimeConfig, "export": ExportConfig,
-               "adapt": AdaptConfig}
+               "adapt": AdaptConfig, "protocol": ProtocolConfig}
     root = Path(__file__).parent.parent / "configs"
     for path in sorted(root.rglob("*.yaml")):
         load_config(classes[path.relative_to(root).parts[0]], path)

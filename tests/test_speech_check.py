@@ -16,7 +16,6 @@ import pytest
 import soundfile as sf
 from synth import DEMO_AUDIO, DEMO_LABELS
 
-from edge_ser import cli
 from edge_ser.audio import load_mono_16k
 from edge_ser.config import ConfigError, load_config
 from edge_ser.console import format_segment, read_references
@@ -24,6 +23,7 @@ from edge_ser.events import EmotionChange, SegmentResult, WindowUpdate
 from edge_ser.recognizer import Recognizer
 from edge_ser.runtime_config import RuntimeConfig, SpeechCheckConfig
 from edge_ser.speech_check import DESCRIPTORS, WEIGHTS_PATH, SpeechCheck, describe
+from edge_ser_export import cli
 
 RATE_HZ = 16_000
 

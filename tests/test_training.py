@@ -109,6 +109,22 @@ def test_balanced_weights_equalise_corpora_and_classes(tmp_path):
     assert mass[("b", "x")] == pytest.approx(0.5)
 
 
+def test_pooled_weights_balance_classes_and_keep_corpus_proportions(tmp_path):
+    from edge_ser_train.corpus import Clip
+
+    def clip(corpus, label):
+        return Clip(tmp_path, corpus, "xx", f"{corpus}:s", "", label, 1.0)
+
+    clips = [clip("a", "x")] * 30 + [clip("a", "y")] * 10 + [clip("b", "x")] * 10
+    w = balanced_weights(clips, "pooled")
+    mass = {}
+    for c, wi in zip(clips, w):
+        mass[(c.corpus, c.label)] = mass.get((c.corpus, c.label), 0) + wi
+    assert mass[("a", "y")] == pytest.approx(0.5)  # class y: half of the draws
+    assert mass[("a", "x")] == pytest.approx(0.5 * 30 / 40)  # class x: split 30:10 by corpus
+    assert mass[("b", "x")] == pytest.approx(0.5 * 10 / 40)
+
+
 def test_git_commit_marks_uncommitted_changes_and_knows_no_checkout(tmp_path):
     import subprocess
 

@@ -1,242 +1,207 @@
-"""Regenerate docs/results.md: our model beside the eGeMAPS peer, speaker-independent.
+"""Regenerate docs/results.md under the measurement protocol (docs/protocol.md).
 
-Tables (mean and spread over seeds; a seed sets both the speaker split and the initialisation):
-1. the 3x3 corpus matrix: train on 80% of corpus A's speakers; the diagonal scores A's held-out
-   speakers (in-domain), the other cells score all of corpus B (cross-corpus, source only);
-2. multilingual: train on all corpora's training speakers, score each corpus' held-out speakers.
+Every corpus of --data (a folder with a labels.csv) is measured two ways, ours beside the eGeMAPS
+peer, UA / WA / macro-F1 as mean ± sd over seeds:
+- in-domain: train on 80% of the corpus' speakers, score the other 20%;
+- leave-one-language-out (LOLO): train on every labelled clip of all other corpora, score every
+  labelled clip of this one; selection and confirmation targets (configs/protocol/) apart.
 
-    python tools/make_results.py --data ../shared/data --out docs/results.md [--seeds 0 1 2]
+Each cell (kind, corpus, seed, system) is written to --runs as JSON as soon as it is measured, so a
+run can be split (--seeds, --targets, --kinds, --systems), stopped and resumed; --render writes the
+markdown from whatever cells are there, training nothing.
+
+    python -m tools.make_results --data ../shared/data --out docs/results.md [--seeds 0 1 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from edge_ser.atomic_write import write_text_atomic
-from edge_ser.config import load_config
+from edge_ser.config import load_config, to_dict
+from edge_ser.metrics import score
 from edge_ser_train.config import TrainConfig
 from edge_ser_train.corpus import labelled, read_corpus, speaker_split
-from edge_ser_train.evaluate import clip_features, score_model
 from edge_ser_train.run import git_commit
-from edge_ser_train.trainer import train
+from tools import results_render
+from tools.protocol import (
+    KINDS,
+    PROTOCOL,
+    ROOT,
+    SYSTEMS,
+    Cell,
+    check_roles,
+    common_sentence_files,
+    discover_corpora,
+    load_protocol,
+    read_cell,
+    write_cell,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-
-CORPORA = ("emodb", "urdu", "turev")
-
-
-def quiet(_msg: str) -> None:
-    pass
+VOLATILE = {("optim", "seed"), ("optim", "threads"), ("data", "corpora"), ("data", "cache_dir"),
+            ("out_dir",)}
+"""Config keys that do not define the recipe: a cell measured with other values of these is the
+same measurement (the seed and corpora are part of the cell itself)."""
 
 
-class Experiment:
-    def __init__(self, data: Path, base_config: Path, overrides: list[str], log):
-        self.data = data
-        self.base_config = base_config
-        self.overrides = overrides
-        self.log = log
-        self.clips = {c: labelled(read_corpus(data / c)) for c in CORPORA}
-        self.feats = {}
-        for corpus, clips in self.clips.items():
-            feats, kept = clip_features(clips)
-            if len(kept) != len(clips):
-                raise SystemExit(f"{corpus}: unreadable clips; fix the corpus first")
-            self.feats.update({clip.path: f for clip, f in zip(clips, feats)})
+def recipe(cfg: TrainConfig) -> dict:
+    """The resolved config less the VOLATILE keys: what makes two cells' recipes the same."""
+    plain = to_dict(cfg)
+    for key in VOLATILE:
+        node = plain
+        for part in key[:-1]:
+            node = node[part]
+        node.pop(key[-1], None)
+    return plain
 
-    def config(self, seed: int, corpora: tuple[str, ...]) -> TrainConfig:
+
+def train_ours(cfg: TrainConfig, train_clips: list, test_clips: list) -> tuple[list, np.ndarray]:
+    """Train the recipe on `train_clips`; (scored test clips, predicted class indices)."""
+    from edge_ser_train.evaluate import clip_features
+    from edge_ser_train.trainer import predict_logits, train
+
+    result = train(cfg, train_clips, lambda _msg: None)
+    feats, kept = clip_features(test_clips, log=print)
+    return kept, predict_logits(result.model, feats).argmax(1)
+
+
+def train_peer(cfg: TrainConfig, train_clips: list, test_clips: list) -> tuple[list, np.ndarray]:
+    """The eGeMAPS + logistic-regression peer on the same clips; its features are cached beside
+    the recipe's (`<cache_dir>/../egemaps`)."""
+    from edge_ser_train.peer_egemaps import peer_predictions
+
+    cache = Path(cfg.data.cache_dir).parent / "egemaps"
+    return test_clips, peer_predictions(train_clips, test_clips, cfg.data.labels, cache)
+
+
+SYSTEM_FUNCTIONS = {"ours": train_ours, "peer": train_peer}
+
+
+class Harness:
+    """Measures cells and writes each one as it finishes; `systems` maps a system name to a
+    function (config, train clips, test clips) -> (scored clips, predicted class indices)."""
+
+    def __init__(self, data: Path, runs: Path, protocol_path: Path, base_config: Path,
+                 overrides: list[str], systems: dict | None = None, log=print):
+        self.data, self.runs, self.base_config = data, runs, base_config
+        self.overrides, self.log = overrides, log
+        self.protocol = load_protocol(protocol_path)
+        check_roles(self.protocol, discover_corpora(data), data)
+        self.systems = systems or SYSTEM_FUNCTIONS
+        self.clips = {c: labelled(read_corpus(data / c)) for c in self.protocol.corpora}
+        self.common = {c: common_sentence_files(self.protocol, data, c)
+                       for c in self.protocol.corpora}
+
+    def config(self, seed: int, corpora: list[str]) -> TrainConfig:
         paths = "[" + ", ".join(str(self.data / c) for c in corpora) + "]"
         return load_config(TrainConfig, self.base_config,
                            self.overrides + [f"optim.seed={seed}", f"data.corpora={paths}"])
 
-    def ours(self, cfg: TrainConfig, train_clips, tests: dict[str, list]) -> dict[str, float]:
-        result = train(cfg, train_clips, quiet)
-        out = {}
-        for name, clips in tests.items():
-            scores = score_model(result.model, result.labels, clips,
-                                 [self.feats[c.path] for c in clips])
-            out[name] = scores.ua
-        self.log(f"    ours  ({result.seconds:.0f} s): "
-                 + ", ".join(f"{k} {v:.1%}" for k, v in out.items()))
-        return out
+    def split(self, kind: str, corpus: str, seed: int) -> tuple[list[str], list, list]:
+        """(training corpora, training clips, test clips) of one cell."""
+        if kind == "in_domain":
+            train, test = speaker_split(self.clips[corpus], self.protocol.test_fraction, seed)
+            return [corpus], train, test
+        sources = [c for c in self.protocol.corpora if c != corpus]
+        return sources, [clip for s in sources for clip in self.clips[s]], self.clips[corpus]
 
-    def peer(self, cfg: TrainConfig, train_clips, tests: dict[str, list]) -> dict[str, float]:
-        from edge_ser_train.peer_egemaps import evaluate_peer
+    def measure(self, cell: Cell, argv: list[str]) -> dict:
+        """The cell's record: read from --runs when measured with the same recipe, else measured
+        and written there."""
+        sources, train_clips, test_clips = self.split(cell.kind, cell.corpus, cell.seed)
+        cfg = self.config(cell.seed, sources)
+        saved = read_cell(self.runs, cell)
+        if saved is not None:
+            if saved["recipe"] != recipe(cfg):
+                raise SystemExit(f"{self.runs / cell.name}: measured with another recipe; "
+                                 "use another --runs folder for this one")
+            return saved
+        started = time.perf_counter()
+        kept, predicted = self.systems[cell.system](cfg, train_clips, test_clips)
+        seconds = time.perf_counter() - started
+        record = {"kind": cell.kind, "corpus": cell.corpus, "seed": cell.seed,
+                  "system": cell.system, "role": self.protocol.role(cell.corpus),
+                  "train_corpora": sources, "train_clips": len(train_clips),
+                  "recipe": recipe(cfg), "argv": argv, "commit": git_commit(),
+                  "seconds": round(seconds, 1),
+                  "scores": self.scores(cfg.data.labels, kept, predicted),
+                  "predictions": {"files": [str(c.path.relative_to(self.data)) for c in kept],
+                                  "predicted": [int(p) for p in predicted]}}
+        common = self.common[cell.corpus]
+        if common:
+            idx = [i for i, c in enumerate(kept) if c.path in common]
+            record["common_sentences"] = self.scores(
+                cfg.data.labels, [kept[i] for i in idx], predicted[idx])
+        write_cell(self.runs, cell, record)
+        s = record["scores"]
+        self.log(f"  {cell.name}: UA {s['ua']:.1%} WA {s['wa']:.1%} F1 {s['macro_f1']:.1%} "
+                 f"({seconds:.0f} s)")
+        return record
 
-        cache = Path(cfg.data.cache_dir).parent / "egemaps"
-        out = {name: evaluate_peer(train_clips, clips, cfg.data.labels, cache).ua
-               for name, clips in tests.items()}
-        self.log("    peer: " + ", ".join(f"{k} {v:.1%}" for k, v in out.items()))
-        return out
+    @staticmethod
+    def scores(labels: tuple[str, ...], clips: list, predicted: np.ndarray) -> dict:
+        references = np.array([labels.index(c.label) for c in clips], dtype=np.int64)
+        return score(references, np.asarray(predicted, dtype=np.int64), labels).to_dict()
 
-
-def run(args) -> dict:
-    exp = Experiment(args.data, args.config, args.set, print)
-    rows: dict[str, dict[str, list[float]]] = {}
-
-    def add(table: str, key: str, system: str, value: float) -> None:
-        rows.setdefault(table, {}).setdefault(f"{key}|{system}", []).append(value)
-
-    systems = [("ours", exp.ours)] + ([] if args.no_peer else [("peer", exp.peer)])
-    for seed in args.seeds:
-        print(f"== seed {seed}")
-        for source in CORPORA if "matrix" in args.tables else ():
-            cfg = exp.config(seed, (source,))
-            tr, te = speaker_split(exp.clips[source], 0.2, seed)
-            tests = {t: (te if t == source else exp.clips[t]) for t in CORPORA}
-            print(f"  from {source}: {len(tr)} train clips, {len(te)} held out")
-            for system, fn in systems:
-                for target, ua in fn(cfg, tr, tests).items():
-                    add("matrix", f"{source}->{target}", system, ua)
-        if "multilingual" not in args.tables:
-            continue
-        cfg = exp.config(seed, CORPORA)
-        tr, te = speaker_split([c for k in CORPORA for c in exp.clips[k]], 0.2, seed)
-        tests = {k: [c for c in te if c.corpus == k] for k in CORPORA}
-        print(f"  multilingual: {len(tr)} train / {len(te)} test clips")
-        for system, fn in systems:
-            for k, ua in fn(cfg, tr, tests).items():
-                add("multilingual", k, system, ua)
-    return rows
-
-
-def stat(values: list[float]) -> str:
-    v = 100 * np.asarray(values)
-    return f"{v.mean():.1f} ± {v.std():.1f}" if len(v) > 1 else f"{v.mean():.1f}"
+    def cells(self, seeds, kinds, targets, systems) -> list[Cell]:
+        return [Cell(kind, corpus, seed, system) for seed in seeds for kind in kinds
+                for corpus in self.protocol.corpora if corpus in targets for system in systems]
 
 
-CALLS_SECTION = ROOT / "docs" / "results_calls.md"
-"""The batch's segment-level accuracy on generated calls (tools/make_calls.py, scored by
-tools/score_calls.py), included as the last section of the results."""
-
-
-ADAPTATION_POINTER = (
-    "The cross-corpus cells are source-only: the target language is never heard. Adapting to "
-    "it from its unlabelled audio (source-only, DANN and NNPM side by side with the peer, for "
-    "every source -> target pair and leave-one-language-out, 3 seeds) is measured in "
-    "[adaptation.md](adaptation.md), regenerated by `python "
-    "tools/make_adaptation_results.py --data ../shared/data --ablations`.")
-"""Where the adaptation table lives: its own report, because it takes hours to regenerate."""
-
-
-def with_calls_section(text: str) -> str:
-    if not CALLS_SECTION.is_file():
-        return text
-    return text.rstrip("\n") + "\n\n" + CALLS_SECTION.read_text(encoding="utf-8").strip() + "\n"
-
-
-def render(rows: dict, args, seconds: float, commit: str | None = None) -> str:
-    """The markdown report; `commit` is the code the figures were measured with."""
-    cmd = "python tools/make_results.py " + " ".join(args.argv)
-    lines = [
-        "# Results",
-        "",
-        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `{cmd}` "
-        f"(measured at commit {(commit or git_commit())[:10]}, {seconds / 60:.0f} min on "
-        "this machine's CPU).",
-        "",
-        "UA = unweighted accuracy (mean per-class recall), 4 classes (angry, happy, neutral, "
-        "sad), chance 25%. Every split is speaker-independent. Figures are mean ± standard "
-        f"deviation over seeds {', '.join(map(str, args.seeds))}; a seed sets the speaker "
-        "split and the model's initialisation. *Ours* is the default recipe "
-        f"(`{args.config.relative_to(ROOT) if args.config.is_absolute() else args.config}`) "
-        "retrained for each cell; the *peer* is openSMILE eGeMAPSv02 functionals + logistic "
-        "regression on the same clips. The EMO-DB copy is cut to 2 s (see the corpus' "
-        "SOURCE.md), so its numbers are not comparable to published ones.",
-        "",
-    ]
-    m = rows["matrix"]
-    lines += ["## In-domain: train on 80% of one corpus' speakers, score the other 20%", "",
-              "| corpus | ours UA % | peer UA % |", "|---|---|---|"]
-    for corpus in CORPORA:
-        key = f"{corpus}->{corpus}"
-        lines.append(f"| {corpus} | {stat(m[f'{key}|ours'])} | {stat(m[f'{key}|peer'])} |")
-    lines += ["", "## Multilingual: train on 80% of the speakers of all three corpora, score each "
-              "corpus' held-out 20%", "", "| corpus | ours UA % | peer UA % |", "|---|---|---|"]
-    for corpus in CORPORA:
-        r = rows["multilingual"]
-        lines.append(f"| {corpus} | {stat(r[f'{corpus}|ours'])} | {stat(r[f'{corpus}|peer'])} |")
-    lines += ["", "## The 3x3 matrix: rows train, columns test (ours / peer, UA %)", "",
-              "Rows are trained on 80% of the source corpus' speakers. The diagonal scores that "
-              "corpus' held-out speakers (in-domain); the other cells score every labelled clip "
-              "of the target corpus, which the model never heard (cross-corpus, source only).",
-              "", "| train \\ test | " + " | ".join(CORPORA) + " |",
-              "|---" * (len(CORPORA) + 1) + "|"]
-    ours_cross, peer_cross = [], []
-    for source in CORPORA:
-        cells = []
-        for target in CORPORA:
-            key = f"{source}->{target}"
-            o, p = m[f"{key}|ours"], m[f"{key}|peer"]
-            cells.append(f"{stat(o)} / {stat(p)}")
-            if source != target:
-                ours_cross.append(np.mean(o))
-                peer_cross.append(np.mean(p))
-        lines.append(f"| {source} | " + " | ".join(cells) + " |")
-    lines += ["", f"Cross-corpus mean over the 6 off-diagonal pairs: **ours "
-              f"{100 * np.mean(ours_cross):.1f}%**, peer {100 * np.mean(peer_cross):.1f}% "
-              "(chance 25%).", "", ADAPTATION_POINTER, ""]
-    emodb = 100 * np.mean(m["emodb->emodb|ours"])
-    cross_ok = np.mean(ours_cross) > np.mean(peer_cross)
-    lines += ["## Against the targets", "",
-              "| target | measured | met |", "|---|---|---|",
-              f"| in-domain EMO-DB UA >= 85% | {emodb:.1f}% | {'yes' if emodb >= 85 else 'no'} |",
-              f"| cross-corpus mean above the peer | {100 * np.mean(ours_cross):.1f}% vs "
-              f"{100 * np.mean(peer_cross):.1f}% | {'yes' if cross_ok else 'no'} |", ""]
-    return "\n".join(lines)
-
-
-def main() -> None:
+def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "results",
+                        help="one JSON file per measured cell (default: runs/results)")
+    parser.add_argument("--protocol", type=Path, default=PROTOCOL)
     parser.add_argument("--config", type=Path, default=ROOT / "configs/train/default.yaml")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--set", action="append", default=[], help="config override")
-    parser.add_argument("--tables", nargs="+", default=["matrix", "multilingual"],
-                        choices=["matrix", "multilingual"], help="which experiments to run")
-    parser.add_argument("--no-peer", action="store_true", help="skip the eGeMAPS peer")
-    parser.add_argument("--render-only", action="store_true",
-                        help="rewrite the markdown from the .json beside --out, training nothing")
-    args = parser.parse_args()
-    args.argv = sys.argv[1:]
-    if args.render_only:
-        saved = json.loads(args.out.with_suffix(".json").read_text())
-        args.argv, args.seeds = saved["argv"], saved["seeds"]
-        write_text_atomic(args.out, with_calls_section(render(saved["rows"], args,
-                                                              saved["seconds"],
-                                                              saved["commit"])))
-        print(f"wrote {args.out}")
-        return
-    started = time.perf_counter()
-    rows = run(args)
-    seconds = time.perf_counter() - started
+    parser.add_argument("--set", action="append", default=[], help="training config override")
+    parser.add_argument("--seeds", type=int, nargs="+",
+                        help="seeds to measure (default: the protocol's)")
+    parser.add_argument("--targets", nargs="+", help="corpora to measure (default: all)")
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
+    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
+    parser.add_argument("--threads", type=int, help="CPU threads per training (optim.threads)")
+    parser.add_argument("--render", action="store_true",
+                        help="only write --out from the cells in --runs, training nothing")
+    args = parser.parse_args(argv)
+    args.argv = argv
+    if args.threads is not None:
+        args.set = args.set + [f"optim.threads={args.threads}"]
+    return args
+
+
+def main(argv: list[str] | None = None, systems: dict | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse(argv)
+    protocol = load_protocol(args.protocol)
+    if not args.render:
+        if args.threads is not None:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        harness = Harness(args.data, args.runs, args.protocol, args.config, args.set, systems)
+        targets = args.targets or list(protocol.corpora)
+        unknown = [t for t in targets if t not in protocol.corpora]
+        if unknown:
+            raise SystemExit(f"--targets: {', '.join(unknown)} not a protocol corpus "
+                             f"({', '.join(protocol.corpora)})")
+        for cell in harness.cells(args.seeds or protocol.seeds, args.kinds, targets,
+                                  args.systems):
+            harness.measure(cell, ["tools/make_results.py", *argv])
+    text = results_render.render(protocol, args.runs, args.config)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    if set(args.tables) == {"matrix", "multilingual"} and not args.no_peer:
-        write_text_atomic(args.out, with_calls_section(render(rows, args, seconds)))
-    write_text_atomic(args.out.with_suffix(".json"), json.dumps(
-        {"argv": args.argv, "seeds": args.seeds, "seconds": seconds, "commit": git_commit(),
-         "rows": rows}, indent=1))
-    print(json.dumps(summarise(rows), indent=1))
-    print(f"wrote {args.out.with_suffix('.json')} in {seconds / 60:.0f} min")
+    from edge_ser.atomic_write import write_text_atomic
 
-
-def summarise(rows: dict) -> dict:
-    """Mean UA per cell, and the cross-corpus mean, for quick comparisons of recipes."""
-    out = {table: {k: round(100 * float(np.mean(v)), 1) for k, v in cells.items()}
-           for table, cells in rows.items()}
-    if "matrix" in rows:
-        cross = [np.mean(v) for k, v in rows["matrix"].items()
-                 if k.endswith("|ours") and k.split("->")[0] != k.split("->")[1].split("|")[0]]
-        out["cross_mean_ours"] = round(100 * float(np.mean(cross)), 1)
-    return out
+    write_text_atomic(args.out, text)
+    print(f"wrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

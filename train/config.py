@@ -74,6 +74,10 @@ class OptimConfig:
     label_smoothing: float = setting(0.05, min=0.0, max=0.5)
     crop_s: float = setting(2.0, min=0.3, max=30.0, help="random crop length per example")
     threads: int = setting(2, min=1, max=256)
+    sampling: str = setting(
+        "corpus", choices=("corpus", "pooled"),
+        help="batch draws: corpus = every corpus an equal share, classes balanced within it; "
+        "pooled = classes balanced over all clips, corpora in proportion to their size")
 
 
 @dataclass(frozen=True)

@@ -189,16 +189,23 @@ def label_indices(clips: list[Clip], labels: tuple[str, ...]) -> np.ndarray:
     return np.array([index[c.label] for c in clips], dtype=np.int64)
 
 
-def evaluate_peer(train_clips: list[Clip], test_clips: list[Clip], labels: tuple[str, ...],
-                  cache_dir: str | Path) -> Scores:
-    """Fit the peer on `train_clips`, then score its predictions on `test_clips` over `labels`."""
+def peer_predictions(train_clips: list[Clip], test_clips: list[Clip], labels: tuple[str, ...],
+                     cache_dir: str | Path) -> np.ndarray:
+    """Fit the peer on `train_clips`; its class index in `labels` for each test clip, (n,)."""
     # No per-speaker normalisation: the runtime meets one unknown speaker, so the test clips are
     # standardised with the training statistics only, as the runtime would be.
     labels = tuple(labels)
-    y_train = label_indices(train_clips, labels)
+    peer = EgemapsPeer().fit(egemaps_features(train_clips, cache_dir),
+                             label_indices(train_clips, labels))
+    return peer.predict(egemaps_features(test_clips, cache_dir))
+
+
+def evaluate_peer(train_clips: list[Clip], test_clips: list[Clip], labels: tuple[str, ...],
+                  cache_dir: str | Path) -> Scores:
+    """Fit the peer on `train_clips`, then score its predictions on `test_clips` over `labels`."""
+    labels = tuple(labels)
     y_test = label_indices(test_clips, labels)
-    peer = EgemapsPeer().fit(egemaps_features(train_clips, cache_dir), y_train)
-    return score(y_test, peer.predict(egemaps_features(test_clips, cache_dir)), labels)
+    return score(y_test, peer_predictions(train_clips, test_clips, labels, cache_dir), labels)
 
 
 # --- measurement ----------------------------------------------------------------------------------

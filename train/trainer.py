@@ -44,9 +44,14 @@ def get_lr(step: int, total_steps: int, warmup_steps: int, peak_lr: float) -> fl
     return peak_lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
 
 
-def balanced_weights(clips: list[Clip]) -> np.ndarray:
-    """Sampling weights giving every (corpus, class) pair the same share within its corpus,
-    and every corpus the same share overall."""
+def balanced_weights(clips: list[Clip], sampling: str = "corpus") -> np.ndarray:
+    """Sampling weights. `corpus`: every (corpus, class) pair the same share within its corpus,
+    and every corpus the same share overall. `pooled`: every class the same share of the pooled
+    clips, each corpus in proportion to its clips of that class."""
+    if sampling == "pooled":
+        class_counts = Counter(c.label for c in clips)
+        weights = np.array([1.0 / class_counts[c.label] for c in clips])
+        return weights / weights.sum()
     pair_counts = Counter((c.corpus, c.label) for c in clips)
     classes_per_corpus = Counter(corpus for corpus, _ in pair_counts)
     weights = np.array([1.0 / (pair_counts[(c.corpus, c.label)] * classes_per_corpus[c.corpus])
@@ -99,7 +104,7 @@ def train(cfg: TrainConfig, clips: list[Clip], log=print) -> TrainResult:
     params = model.optimizer_groups() if multigate else model.parameters()
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr,
                                   weight_decay=cfg.optim.weight_decay)
-    weights = balanced_weights(clips)
+    weights = balanced_weights(clips, cfg.optim.sampling)
     steps_per_epoch = max(1, len(clips) // cfg.optim.batch_size)
     total_steps = steps_per_epoch * cfg.optim.epochs
     warmup_steps = steps_per_epoch * cfg.optim.warmup_epochs
