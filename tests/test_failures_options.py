@@ -116,7 +116,7 @@ def test_threads_within_range_is_not_refused():
 
 
 def test_adapt_reads_export_set_before_any_work(tmp_path, capsys, monkeypatch):
-    import edge_ser_train.adapt_job as adapt_job
+    import edge_ser_export.adapt_job as adapt_job
 
     started = []
     monkeypatch.setattr(adapt_job, "run_adaptation", lambda *a, **k: started.append(a))
