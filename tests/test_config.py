@@ -64,7 +64,9 @@ def test_shipped_configs_are_valid():
     from edge_ser.runtime_config import RuntimeConfig
     from edge_ser_export.config import ExportConfig
     from edge_ser_train.adapt_config import AdaptConfig
-    from tools.protocol import ProtocolConfig
+
+    # the protocol's config class lives in the repository's tools/, absent from an install
+    ProtocolConfig = pytest.importorskip("tools.protocol").ProtocolConfig
 
     # each folder of configs/ holds the YAML of one config class
     classes = {"train": TrainConfig, "runtime": RuntimeConfig, "export": ExportConfig,

@@ -116,6 +116,7 @@ def test_threads_within_range_is_not_refused():
 
 
 def test_adapt_reads_export_set_before_any_work(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("torch", reason="adapt needs torch: the [train] extra")
     import edge_ser_export.adapt_job as adapt_job
 
     started = []

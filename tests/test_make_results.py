@@ -9,8 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from tools import make_results
-from tools.protocol import load_protocol
+# the repository's tools/ train models: they need the checkout and the [train] extra
+pytest.importorskip("torch", reason="needs torch: the [train] extra")
+pytest.importorskip("tools", reason="needs the repository's tools/ folder")
+
+from tools import make_results  # noqa: E402
+from tools.protocol import load_protocol  # noqa: E402
 
 LABELS = ("angry", "happy", "neutral", "sad")
 FIELDS = ("file, corpus, language, speaker, gender, emotion, emotion4, text, sample_rate, "

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+
+pytest.importorskip("torch", reason="needs torch: the [train] extra")
+
+import torch  # noqa: E402
 
 from edge_ser.config import load_config
 from edge_ser_train.config import ModelConfig, TrainConfig

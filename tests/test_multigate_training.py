@@ -3,7 +3,10 @@
 import csv
 
 import pytest
-import torch
+
+pytest.importorskip("torch", reason="needs torch: the [train] extra")
+
+import torch  # noqa: E402
 from test_training import make_toy_corpus
 
 from edge_ser.config import load_config

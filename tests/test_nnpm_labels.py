@@ -3,7 +3,11 @@ fixed memory bank), averaged over each utterance's views, on the synthetic two-d
 test_adapt."""
 
 import numpy as np
-import torch
+import pytest
+
+pytest.importorskip("torch", reason="needs torch: the [train] extra")
+
+import torch  # noqa: E402
 from test_adapt import LABELS, config, two_domains
 
 from edge_ser_train import nnpm
