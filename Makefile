@@ -17,6 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	@echo "setup: installing edge-ser with the train, bench, dev, plot and ray extras" \
 		"(several GB; a few minutes)"
 	$(PY) -m pip install --progress-bar on -e ".[train,bench,dev,plot,ray]"
+	@echo "setup: resemblyzer's pretrained GE2E weights for the multigate family (no dependencies)"
+	$(PY) -m pip install --quiet --no-deps resemblyzer==0.1.4
 	@echo "setup: done"
 	touch $@
 

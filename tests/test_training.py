@@ -14,7 +14,14 @@ from edge_ser.config import load_config
 from edge_ser_train.config import TrainConfig
 from edge_ser_train.corpus import labelled, read_corpus, speaker_split
 from edge_ser_train.evaluate import score_model
-from edge_ser_train.trainer import balanced_weights, get_lr, load_checkpoint, save_checkpoint, train
+from edge_ser_train.trainer import (
+    balanced_weights,
+    get_lr,
+    load_checkpoint,
+    mix_batch,
+    save_checkpoint,
+    train,
+)
 
 COLUMNS = ["file", "corpus", "language", "speaker", "gender", "emotion", "emotion4", "text",
            "sample_rate", "channels", "duration_s"]
@@ -74,6 +81,33 @@ def test_short_training_learns_a_separable_task(tmp_path):
     assert loaded_cfg == cfg and payload["labels"] == ["calm", "excited"]
     again = score_model(model, tuple(payload["labels"]), test_clips)
     assert again.confusion == scores.confusion
+
+
+def test_mixup_blends_rows_of_other_corpora_over_the_shorter_length():
+    feats = torch.randn(4, 10, 64)
+    lengths = torch.tensor([10, 8, 10, 6])
+    soft = torch.eye(4)
+    corpora = ["a", "a", "b", "b"]
+    before = feats.clone()
+    mixed, new_lengths, new_soft = mix_batch(feats, lengths, soft, corpora, 1.0,
+                                             np.random.default_rng(0))
+    assert torch.allclose(new_soft.sum(1), torch.ones(4))
+    for row in range(4):
+        partner = [j for j in range(4) if j != row and new_soft[row, j] > 0]
+        if not partner:  # a weight of exactly 1 keeps the row as it was
+            continue
+        (j,) = partner
+        assert corpora[j] != corpora[row]
+        n = int(new_lengths[row])
+        assert n == min(int(lengths[row]), int(lengths[j]))
+        w = float(new_soft[row, row])
+        assert torch.allclose(mixed[row, :n], w * feats[row, :n] + (1 - w) * feats[j, :n],
+                              atol=1e-6)
+    assert torch.equal(feats, before)  # the inputs are left as they were
+    same, same_lengths, same_soft = mix_batch(feats, lengths, soft, corpora, 0.0,
+                                              np.random.default_rng(0))
+    assert torch.equal(same, feats) and torch.equal(same_lengths, lengths)
+    assert torch.equal(same_soft, soft)
 
 
 def test_checkpoint_with_code_is_refused(tmp_path):

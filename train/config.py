@@ -78,6 +78,11 @@ class OptimConfig:
         "corpus", choices=("corpus", "pooled"),
         help="batch draws: corpus = every corpus an equal share, classes balanced within it; "
         "pooled = classes balanced over all clips, corpora in proportion to their size")
+    mixup: float = setting(
+        0.0, min=0.0, max=1.0,
+        help="share of each batch mixed with another clip of the batch (another corpus where "
+        "the batch has one): log-mel frames and targets blend with a weight drawn from "
+        "Beta(0.4, 0.4); 0 = off")
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,28 @@ def make_batch(views: list[list[np.ndarray]], indices: np.ndarray, crop_frames: 
     return torch.from_numpy(batch), torch.from_numpy(lengths)
 
 
+MIXUP_ALPHA = 0.4
+
+
+def mix_batch(feats: torch.Tensor, lengths: torch.Tensor, soft: torch.Tensor,
+              corpora: list[str], share: float, rng: np.random.Generator):
+    """Blend `share` of the rows with a partner row, from another corpus where the batch has
+    one: log-mel frames (over the shorter of the two lengths, which the row keeps) and one-hot
+    targets by one weight ~ Beta(MIXUP_ALPHA, MIXUP_ALPHA). Returns (feats, lengths, soft)."""
+    feats, lengths, soft = feats.clone(), lengths.clone(), soft.clone()
+    originals, original_soft, original_lengths = feats.clone(), soft.clone(), lengths.clone()
+    for row in np.flatnonzero(rng.random(len(corpora)) < share):
+        others = [j for j in range(len(corpora)) if corpora[j] != corpora[row]]
+        partner = int(rng.choice(others or [j for j in range(len(corpora)) if j != row]))
+        weight = float(rng.beta(MIXUP_ALPHA, MIXUP_ALPHA))
+        n = int(min(original_lengths[row], original_lengths[partner]))
+        feats[row, :n] = weight * originals[row, :n] + (1.0 - weight) * originals[partner, :n]
+        feats[row, n:] = 0.0
+        lengths[row] = n
+        soft[row] = weight * original_soft[row] + (1.0 - weight) * original_soft[partner]
+    return feats, lengths, soft
+
+
 def train(cfg: TrainConfig, clips: list[Clip], log=print) -> TrainResult:
     """Train an EmotionModel on labelled `clips`; returns the model in eval mode."""
     started = time.perf_counter()
@@ -120,9 +142,13 @@ def train(cfg: TrainConfig, clips: list[Clip], log=print) -> TrainResult:
             for group in optimizer.param_groups:
                 group["lr"] = (get_lr(step, total_steps, warmup_steps, cfg.optim.lr)
                                * group.get("lr_scale", 1.0))
+            wanted = targets[idx]
+            if cfg.optim.mixup > 0:
+                feats, lengths, wanted = mix_batch(
+                    feats, lengths, F.one_hot(wanted, len(labels)).float(),
+                    [clips[i].corpus for i in idx], cfg.optim.mixup, rng)
             logits, emb = model(feats, lengths, [clips[i].language for i in idx])
-            loss = F.cross_entropy(logits, targets[idx],
-                                   label_smoothing=cfg.optim.label_smoothing)
+            loss = F.cross_entropy(logits, wanted, label_smoothing=cfg.optim.label_smoothing)
             if multigate:
                 loss = loss + model.aux_loss(emb, targets[idx])
             optimizer.zero_grad(set_to_none=True)

@@ -119,14 +119,15 @@ class GE2ENetwork(nn.Module):
 
 def packaged_weights_path() -> Path:
     """`pretrained.pt` inside the installed resemblyzer package (read as data, not imported)."""
-    from importlib.resources import files
     from importlib.util import find_spec
 
-    if find_spec("resemblyzer") is None:
+    # find_spec locates the package without running its __init__, which needs librosa.
+    spec = find_spec("resemblyzer")
+    if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             "model.multigate.ge2e_weights=package: the resemblyzer package is not installed; "
             f"install it with `{INSTALL_HINT}` or set ge2e_weights to a copy of {WEIGHTS_FILE}")
-    return Path(str(files("resemblyzer") / WEIGHTS_FILE))
+    return Path(spec.submodule_search_locations[0]) / WEIGHTS_FILE
 
 
 def load_pretrained(network: GE2ENetwork, source: str = "package") -> Path:
