@@ -16,7 +16,8 @@ from edge_ser_train.multigate.config import MultiGateConfig
 @dataclass(frozen=True)
 class DataConfig:
     corpora: tuple[str, ...] = setting(
-        ("../shared/data/emodb", "../shared/data/urdu", "../shared/data/turev"),
+        ("../shared/data/emodb", "../shared/data/urdu", "../shared/data/turev",
+         "../shared/data/nemo", "../shared/data/ased"),
         help="corpus folders, each with a labels.csv in the shared format")
     labels: tuple[str, ...] = setting(DEFAULT_LABELS, help="class names, in output order")
     test_fraction: float = setting(0.2, min=0.0, max=0.9,
