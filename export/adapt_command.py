@@ -25,8 +25,10 @@ def add_parser(sub) -> None:
         "With --source corpora the memory holds their utterances; without, it is the model's "
         "own memory bank and no source audio is needed. OUT becomes a complete model package "
         "(encoders calibrated on the target's speech, memory bank, model.pt, the adaptation in "
-        "model.json) with OUT/adaptation.json and the resolved config beside it. Needs the "
-        "[train] extra (torch).")
+        "model.json) with OUT/adaptation.json and the resolved config beside it. The adapted "
+        "model is checked against the start model on the unlabelled target (and the labelled "
+        "source evidence): when it looks worse, OUT holds the start model's weights instead, "
+        "said in one line (--keep-adapted keeps it anyway). Needs the [train] extra (torch).")
     p.add_argument("--target", type=Path, required=True,
                    help="folder of unlabelled recordings in the new language")
     p.add_argument("--out", type=Path, required=True, help="output folder for the adapted model")
@@ -36,6 +38,10 @@ def add_parser(sub) -> None:
     p.add_argument("--source", type=Path, nargs="+", action="extend", default=[],
                    metavar="DIR", help="labelled source corpora (folders with labels.csv)")
     p.add_argument("--force", action="store_true", help="replace the contents of --out")
+    p.add_argument("--keep-adapted", action="store_true",
+                   help="keep the adapted weights even when the guard judges them worse than "
+                   "the start model's (the same as --set guard.enabled=false); the checks are "
+                   "still recorded")
     p.add_argument("--export-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the export config (configs/export/default.yaml) for "
                    "the package export (repeatable), e.g. gate.min_agreement=0.9")
@@ -60,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
                              "folders of labelled speech in the shared labels.csv format")
     if args.out.exists() and any(args.out.iterdir()) and not args.force:
         raise UsageError(f"{args.out}: exists and is not empty; pass --force to replace it")
-    cfg = load_config(AdaptConfig, args.config, args.overrides)
+    overrides = args.overrides + (["guard.enabled=false"] if args.keep_adapted else [])
+    cfg = load_config(AdaptConfig, args.config, overrides)
     _check_before_work(args)
     run_adaptation(cfg, args.target, args.out, args.model, args.source,
                    export_overrides=args.export_set)

@@ -11,10 +11,16 @@ out.
             adaptation, and model.pt, the adapted checkpoint), plus
             OUT/adaptation.json            target description, sizes, settings, history, timings
             OUT/adapt_config.resolved.yaml
+            OUT/start/                     the start model, for `eval` to score beside the
+                                           adapted one (`adapt_start_package`)
+    guard   the adapted model is compared with the start model (`edge_ser_train.adapt_guard`);
+            when it looks worse the package holds the start model's weights instead (unless
+            guard.enabled is false), said in one printed line and recorded under `guard`
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import tempfile
@@ -27,10 +33,12 @@ import torch
 
 from edge_ser.atomic_write import write_text_atomic
 from edge_ser.config import load_config, save_resolved, to_dict
+from edge_ser_export.adapt_start_package import write_start_package
 from edge_ser_export.adapted_data import AdaptedExportData, FeatureItem
 from edge_ser_export.config import ExportConfig
 from edge_ser_train.adapt import AdaptData, AdaptResult, adapt
 from edge_ser_train.adapt_config import AdaptConfig
+from edge_ser_train.adapt_guard import GuardReport, judge
 from edge_ser_train.config import TrainConfig
 from edge_ser_train.corpus import CorpusError, describe, labelled, read_corpus
 from edge_ser_train.inference import predict
@@ -170,8 +178,16 @@ def run_adaptation(cfg: AdaptConfig, target: Path, out: Path, model_path: Path,
                          "memory": f"the model's memory bank ({len(fixed_memory)} centroids)"}
     log(f"adapting with {cfg.method.upper()} ({'source corpora' if sources else 'no source audio'}"
         f", batch norm {cfg.batchnorm}), {cfg.optim.epochs} epochs")
+    start_weights = copy.deepcopy(start.model)  # adapt trains start.model in place
     result = adapt(cfg, data, model=start.model, memory=fixed_memory, log=log)
-    record = _record(cfg, start, target_audio, source_record, result, started)
+    guard = judge(cfg.guard, start_weights, result.model, [v[0] for v in target_audio.views],
+                  start.labels, memory=(SourceMemory.from_bank(start.bank, len(start.labels))
+                                        if start.bank is not None else None),
+                  source_feats=[i.feats for i in source_items],
+                  source_targets=data.source_targets, seed=cfg.optim.seed)
+    log(guard.line())
+    delivered = result.model if guard.keep_adapted else start_weights
+    record = _record(cfg, start, target_audio, source_record, result, delivered, guard, started)
     export_data = AdaptedExportData(
         labels=start.labels, train=source_items,
         heldout=[FeatureItem(f"{seg.path}@{seg.start_s:.2f}s", "target", None, views[0])
@@ -179,13 +195,21 @@ def run_adaptation(cfg: AdaptConfig, target: Path, out: Path, model_path: Path,
         corpora=[{"name": "target", "path": str(target), "segments":
                   len(target_audio.segments), "labelled": False}])
     log("exporting the adapted model into a package")
-    _write(out, cfg, export_cfg, start, result, None if sources else start.bank, record,
-           sources, export_data, log)
+    start_copy = (start_weights, [i.feats for i in source_items], data.source_targets) \
+        if guard.keep_adapted else None
+    _write(out, cfg, export_cfg, start, result, delivered, None if sources else start.bank,
+           record, sources, export_data, start_copy, log)
     record["seconds"] = round(time.perf_counter() - started, 1)
     write_text_atomic(out / "adaptation.json", json.dumps(record, indent=2))
-    log(f"wrote the adapted model package {out} ({record['seconds']:.0f} s); predicted classes "
-        "on the target: " + ", ".join(f"{k} {v}" for k, v in record["target_predictions"].items()))
+    shares = guard.to_dict()["target_class_shares"]
+    log(f"wrote the {'adapted' if guard.keep_adapted else 'start'} model package {out} "
+        f"({record['seconds']:.0f} s); predicted class shares on the target: start model "
+        f"{_shares(shares['start'])}, adapted model {_shares(shares['adapted'])}")
     return record
+
+
+def _shares(shares: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.0%}" for k, v in shares.items())
 
 
 def _with_labels(cfg: AdaptConfig, labels: tuple[str, ...]) -> AdaptConfig:
@@ -196,8 +220,9 @@ def _with_labels(cfg: AdaptConfig, labels: tuple[str, ...]) -> AdaptConfig:
 
 
 def _record(cfg: AdaptConfig, start: StartModel, target_audio, source_record: dict,
-            result: AdaptResult, started: float) -> dict:
-    predictions = predict(result.model, [v[0] for v in target_audio.views])
+            result: AdaptResult, delivered: EmotionModel, guard: GuardReport,
+            started: float) -> dict:
+    predictions = predict(delivered, [v[0] for v in target_audio.views])
     counts = np.bincount(predictions, minlength=len(start.labels))
     from edge_ser_train.run import git_commit
 
@@ -207,6 +232,7 @@ def _record(cfg: AdaptConfig, start: StartModel, target_audio, source_record: di
         "target": target_audio.describe(), "source": source_record,
         "target_predictions": {k: int(v) for k, v in zip(start.labels, counts)},
         "pseudo_labels": result.pseudo.stats(start.labels) if result.pseudo else None,
+        "guard": guard.to_dict(),
         "history": result.history, "settings": to_dict(cfg),
         "train_seconds": round(result.seconds, 1),
         "seconds": round(time.perf_counter() - started, 1), "git_commit": git_commit(),
@@ -214,9 +240,12 @@ def _record(cfg: AdaptConfig, start: StartModel, target_audio, source_record: di
 
 
 def _write(out: Path, cfg: AdaptConfig, export_cfg: ExportConfig, start: StartModel,
-           result: AdaptResult, bank: dict[str, np.ndarray] | None, record: dict,
-           sources: list[Path], export_data: AdaptedExportData, log) -> None:
-    """The adapted checkpoint, exported into the package `out` (replacing what was there)."""
+           result: AdaptResult, delivered: EmotionModel, bank: dict[str, np.ndarray] | None,
+           record: dict, sources: list[Path], export_data: AdaptedExportData, start_copy,
+           log) -> None:
+    """The delivered checkpoint (adapted, or the start model's when the guard kept it),
+    exported into the package `out` (replacing what was there); `start_copy` (start model,
+    source features, source class indices): also the start model in `out/start`."""
     import dataclasses
 
     from edge_ser_export.package_builder import build_package, remove_abandoned, work_prefix
@@ -230,11 +259,20 @@ def _write(out: Path, cfg: AdaptConfig, export_cfg: ExportConfig, start: StartMo
     remove_abandoned(out)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=work_prefix(out, "adapt")) as tmp:
         checkpoint = Path(tmp) / "model.pt"
-        save_checkpoint(TrainResult(result.model, start.labels, result.history, result.seconds),
+        if start_copy is not None:
+            model, source_feats, source_targets = start_copy
+            record["start_package"] = write_start_package(
+                Path(tmp) / "start", model, start.labels, export_cfg, start.bank, source_feats,
+                source_targets, start.description)
+            log(f"  the start model, for eval to compare: {record['start_package']['folder']}/ "
+                f"({record['start_package']['bytes']} bytes)")
+        save_checkpoint(TrainResult(delivered, start.labels, result.history, result.seconds),
                         train_cfg, checkpoint,
                         extra={"adaptation": json.loads(json.dumps(record))})
         summary = {k: v for k, v in record.items() if k != "history"}
         build_package(checkpoint, out, export_cfg, force=True,
                       log=lambda m: log("  " + m), data=export_data, bank=bank,
                       extra={"adaptation": json.loads(json.dumps(summary))})
+        if start_copy is not None:  # beside the verified package; its manifest names it
+            (Path(tmp) / "start").rename(out / "start")
     save_resolved(cfg, out, "adapt_config.resolved.yaml")

@@ -80,6 +80,25 @@ class DANNConfig:
 
 
 @dataclass(frozen=True)
+class GuardConfig:
+    """Whether `adapt` keeps the adapted model or the one it started from
+    (`edge_ser_train.adapt_guard`: the checks, the rule and why each limit is what it is)."""
+
+    enabled: bool = setting(True, help="keep the start model's weights when a check sees harm; "
+                            "false (or --keep-adapted): the checks are only recorded")
+    max_balance_drop: float = setting(
+        0.1, min=0.0, max=1.0, help="harm: the normalised entropy of the predicted class shares "
+        "on the target falls by more than this from the start model's")
+    min_anchor_kept: float = setting(
+        0.5, min=0.0, max=1.0, help="harm: on the anchors (target clips whose class the start "
+        "model's classifier and memory agree on) the adapted model keeps less than this share "
+        "of the way from chance to all of them")
+    max_source_drop: float = setting(
+        0.05, min=0.0, max=1.0, help="harm (with --source): UA on the labelled source clips "
+        "falls by more than this from the start model's")
+
+
+@dataclass(frozen=True)
 class AdaptOptimConfig(OptimConfig):
     """The training recipe's optimiser settings, with fine-tuning's defaults: a trained model
     is adapted for a few epochs at the training rate, without a warm-up."""
@@ -103,6 +122,7 @@ class AdaptConfig:
     optim: AdaptOptimConfig = section(AdaptOptimConfig)
     nnpm: NNPMConfig = section(NNPMConfig)
     dann: DANNConfig = section(DANNConfig)
+    guard: GuardConfig = section(GuardConfig)
 
     def __post_init__(self) -> None:
         if self.target.min_segment_s > self.target.max_segment_s:

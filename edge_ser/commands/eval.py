@@ -46,7 +46,8 @@ def add_parser(sub, score_checkpoint=None) -> None:
                        "(the package's classes): UA (balanced accuracy), WA, macro-F1, confusion "
                        "matrix. A model package is scored through the runtime path (fused "
                        "classifier + memory bank; classifier-only and memory-only UA are shown "
-                       "too); a .pt training checkpoint with torch.")
+                       "too; a package from `adapt` also scores the model it started from, "
+                       "kept in its start/ folder); a .pt training checkpoint with torch.")
     p.add_argument("--data", type=Path, required=True, action="append",
                    help="folder with labels.csv (repeatable)")
     p.add_argument("--model", type=Path, default=DEFAULT_PACKAGE,
@@ -90,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
                 heads = entry["heads"]
                 print(f"classifier-only UA {heads['classifier']['ua']:.1%}   memory-only UA "
                       f"{heads['memory']['ua']:.1%}   fused UA {heads['fused']['ua']:.1%}")
+            if "start_model" in entry:
+                print(_start_line(entry))
             print(_overlap_lines(entry))
         else:
             entry.pop("_scores")
@@ -120,12 +123,15 @@ def _score_package(args, kernels: str) -> dict:
 
     package = load_package(args.model)
     seen = TrainingData.from_manifest(package.manifest)
+    start, start_note = start_package(package)
     backend = create_backend(package, args.backend, args.precision, args.threads)
+    start_backend = (create_backend(start, "onnxruntime", "fp32", args.threads)
+                     if start is not None else None)
     scorer = WindowScorer.from_package(package)
     report = {}
     try:
         for folder in args.data:
-            pooled, references, kept, skipped = [], [], [], []
+            pooled, references, kept, skipped, start_pooled = [], [], [], [], []
             for clip in read_labelled(folder, package.labels):
                 try:
                     feats = clip_log_mel(clip.path, kernels)
@@ -137,6 +143,8 @@ def _score_package(args, kernels: str) -> dict:
                     _skip(skipped, clip.path, f"{clip.path}: shorter than one encoder frame")
                     continue
                 pooled.append(stats_pool(frames))
+                if start_backend is not None:
+                    start_pooled.append(stats_pool(encode_clip(start_backend, feats)))
                 references.append(package.labels.index(clip.label))
                 kept.append(clip)
             if not pooled:
@@ -153,9 +161,55 @@ def _score_package(args, kernels: str) -> dict:
                                    "skipped": skipped,
                                    **_held_out(seen, kept, references, scores.probs.argmax(1),
                                                package.labels)}
+            if start is not None:
+                start_scores = WindowScorer.from_package(start).score_pooled(
+                    np.stack(start_pooled))
+                before = score(references, start_scores.probs.argmax(1), package.labels)
+                report[str(folder)]["start_model"] = {"ua": before.ua, "wa": before.wa,
+                                                      "macro_f1": before.macro_f1,
+                                                      "backend": "onnxruntime fp32"}
+            elif start_note:
+                report[str(folder)]["start_model"] = {"note": start_note}
     finally:
         backend.close()
+        if start_backend is not None:
+            start_backend.close()
     return report
+
+
+def start_package(package):
+    """(the start model of an adapted package, None) when the package carries it (`adapt`
+    writes it into `start/`, its manifest's sha256 in `adaptation.start_package`); else (None,
+    a note for the report, or "" for a package that was not adapted)."""
+    from edge_ser.package import PackageError, load_package, sha256_file
+
+    adaptation = package.manifest.get("adaptation")
+    if not isinstance(adaptation, dict):
+        return None, ""
+    if adaptation.get("guard", {}).get("decision") == "start":
+        return None, ("adapt kept the start model's weights (its guard judged the adapted "
+                      "model worse): the figures above are the start model's")
+    record = adaptation.get("start_package")
+    if not isinstance(record, dict):
+        return None, "this adapted package carries no copy of its start model"
+    folder = package.path(record.get("folder", ""))
+    manifest = folder / "model.json"
+    if not manifest.is_file() or sha256_file(manifest) != record.get("manifest_sha256"):
+        return None, (f"{folder}: the start model is missing or is not the one adapted from "
+                      "(model.json sha256 differs from adaptation.start_package)")
+    try:
+        return load_package(folder), ""
+    except PackageError as exc:
+        return None, f"the start model cannot be loaded ({exc})"
+
+
+def _start_line(entry: dict) -> str:
+    start = entry["start_model"]
+    if "ua" not in start:
+        return f"start model: {start['note']}"
+    return (f"start model (before adaptation, {start['backend']}): UA {start['ua']:.1%}   WA "
+            f"{start['wa']:.1%}   macro-F1 {start['macro_f1']:.1%}   (adapted - start: UA "
+            f"{100 * (entry['ua'] - start['ua']):+.1f} points)")
 
 
 def _check_out(out: Path | None) -> None:
