@@ -209,6 +209,19 @@ def test_adapt_command_keeps_the_start_weights_when_the_adapted_model_collapses(
     assert all(torch.equal(a, b) for a, b in zip(start_model.state_dict().values(),
                                                  delivered.state_dict().values()))
     assert not (out / "start").exists()
+    # eval on a labelled sample says the figures are the start model's
+    import csv
+
+    from test_training import COLUMNS
+
+    with (tmp_path / "calls" / "labels.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, COLUMNS, restval="")
+        writer.writeheader()
+        writer.writerows({"file": f"call{i}.flac", "corpus": "calls", "speaker": f"s{i}",
+                          "emotion": label, "emotion4": label}
+                         for i, label in enumerate(("angry", "happy", "neutral", "sad")))
+    assert main(["eval", "--model", str(out), "--data", str(tmp_path / "calls")]) == 0
+    assert "start model: adapt kept the start model's weights" in capsys.readouterr().out
 
 
 def test_a_kept_adaptation_carries_its_start_model_and_eval_scores_both(
