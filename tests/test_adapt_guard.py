@@ -272,3 +272,33 @@ def test_a_kept_adaptation_carries_its_start_model_and_eval_scores_both(
         (out / "start" / "model.json").read_text().replace("start model of", "start model for"))
     assert main(["eval", "--model", str(out), "--data", str(tmp_path / "toy")]) == 0
     assert "is not the one adapted from" in capsys.readouterr().out
+
+
+def test_the_measurement_tool_samples_corpora_and_counts_right_verdicts(tmp_path):
+    pytest.importorskip("tools", reason="needs the repository's tools/ folder")
+    from test_training import make_toy_corpus
+
+    from tools.score_adapt_guard import limited_corpus, summary
+
+    make_toy_corpus(tmp_path / "toy", n_speakers=2, per_class=4)
+    small = limited_corpus(tmp_path / "toy", 5, 0, tmp_path / "small")
+    from edge_ser_train.corpus import read_corpus
+
+    clips = read_corpus(small)
+    assert len(clips) == 5 and all(c.path.is_file() and c.path.is_symlink() for c in clips)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for i, (mode, start, adapted, estimate) in enumerate([
+            ("source", 0.4, 0.5, "not worse"),       # right: kept a better model
+            ("source", 0.4, 0.3, "worse"),           # right: refused a worse one
+            ("source_free", 0.4, 0.3, "not worse")]):  # wrong: kept a worse one
+        right = (estimate == "not worse") == (adapted >= start)
+        returned = adapted if estimate == "not worse" else start
+        (runs / f"t-s{i}-{mode}.json").write_text(json.dumps(
+            {"mode": mode, "start_ua": start, "adapted_ua": adapted, "returned_ua": returned,
+             "estimate": estimate, "right": right}))
+    text = summary(runs)
+    assert "source       verdict right in 2 of 2; mean UA: start 40.0, adapted 40.0, " \
+        "returned by adapt 45.0" in text
+    assert "source_free  verdict right in 0 of 1" in text
+    assert "all          verdict right in 2 of 3" in text
