@@ -123,7 +123,7 @@ def _score_package(args, kernels: str) -> dict:
 
     package = load_package(args.model)
     seen = TrainingData.from_manifest(package.manifest)
-    start, start_note = start_package(package)
+    start, start_note = _start_package(package)
     backend = create_backend(package, args.backend, args.precision, args.threads)
     start_backend = (create_backend(start, "onnxruntime", "fp32", args.threads)
                      if start is not None else None)
@@ -177,7 +177,7 @@ def _score_package(args, kernels: str) -> dict:
     return report
 
 
-def start_package(package):
+def _start_package(package):
     """(the start model of an adapted package, None) when the package carries it (`adapt`
     writes it into `start/`, its manifest's sha256 in `adaptation.start_package`); else (None,
     a note for the report, or "" for a package that was not adapted)."""
