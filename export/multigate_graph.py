@@ -121,11 +121,12 @@ class MultiGateChunkEncoder(nn.Module):
     def _group(self, logits: torch.Tensor, frames: torch.Tensor):
         """Per stride group: (log-sum-exp of the logits (B, n, 1), softmax-weighted mean of the
         frames (B, n, D)); exactly what pooling needs to merge the group's frames."""
-        batch, length, dim = frames.shape
-        groups = length // self.stride
-        a = logits.reshape(batch, groups, self.stride)
+        # -1, not the chunk's group count: the time axis stays free in the graph, so the
+        # whole-segment encoder (`edge_ser.backends.segment_graph`) can be derived from it
+        a = logits.reshape(frames.shape[0], -1, self.stride)
         weights = torch.softmax(a, dim=-1).unsqueeze(-1)
-        mean = (weights * frames.reshape(batch, groups, self.stride, dim)).sum(dim=2)
+        grouped = frames.reshape(frames.shape[0], -1, self.stride, frames.shape[-1])
+        mean = (weights * grouped).sum(dim=2)
         return _log_sum_exp(a, -1).unsqueeze(-1), mean
 
     def _ge2e_mel(self, log_mel: torch.Tensor) -> torch.Tensor:

@@ -175,7 +175,7 @@ def _build(checkpoint: Path, root: Path, cfg: ExportConfig, log, data, given_ban
     speech = stream_of_chunks(heldout_feats, cfg.parity.chunks, chunk)
     reference = TorchBackend(steps.streamed_part(model), chunk)
     fp32 = OnnxRuntimeBackend(draft, "fp32")
-    parity = fp32_parity(reference, fp32, speech, cfg)
+    parity = fp32_parity(reference, fp32, speech, cfg, steps.family(model) == "multigate")
     log(f"  parity torch vs onnxruntime over {parity['fp32_vs_torch']['chunks']} chunks: "
         f"max |diff| {parity['fp32_worst_abs']:.2e} (limit {cfg.parity.fp32_atol:g})")
     if fp32.runs_segments:  # what batch jobs run (edge_ser.backends.segment_graph)
@@ -290,15 +290,22 @@ def _build(checkpoint: Path, root: Path, cfg: ExportConfig, log, data, given_ban
     return manifest
 
 
-def fp32_parity(reference, fp32, speech: np.ndarray, cfg: ExportConfig) -> dict:
-    """torch vs onnxruntime fp32: one stream, four streams batched, batched vs alone."""
+def fp32_parity(reference, fp32, speech: np.ndarray, cfg: ExportConfig,
+                scaled_state: bool = False) -> dict:
+    """torch vs onnxruntime fp32: one stream, four streams batched, batched vs alone.
+
+    `scaled_state` (the multigate family): the state's error counts relative to its size
+    (`ParityReport.max_scaled_state`), since the GE2E LSTM's cell state grows over a long stream
+    (to tens over the 200 chunks here) and float32 rounding grows with it."""
     parity = {"fp32_vs_torch": stream_parity(reference, fp32, speech).to_dict(),
               "fp32_vs_torch_batch4": stream_parity(reference, fp32, speech, batch=4).to_dict(),
               "fp32_batch_vs_single_max_abs": batch_consistency(fp32, speech)}
+    state_key = "max_scaled_state" if scaled_state else "max_abs_state"
+    parity["fp32_state_criterion"] = state_key
     parity["fp32_worst_abs"] = max(
-        parity["fp32_vs_torch"]["max_abs_frames"], parity["fp32_vs_torch"]["max_abs_state"],
+        parity["fp32_vs_torch"]["max_abs_frames"], parity["fp32_vs_torch"][state_key],
         parity["fp32_vs_torch_batch4"]["max_abs_frames"],
-        parity["fp32_vs_torch_batch4"]["max_abs_state"],
+        parity["fp32_vs_torch_batch4"][state_key],
         parity["fp32_batch_vs_single_max_abs"])
     if parity["fp32_worst_abs"] > cfg.parity.fp32_atol:
         raise ExportError(f"fp32 parity failed: max |torch - onnxruntime| "

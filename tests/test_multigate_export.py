@@ -29,6 +29,7 @@ from edge_ser.scoring import encode_clip
 from edge_ser_export import steps
 from edge_ser_export.config import ExportConfig
 from edge_ser_export.multigate_head import head_arrays, head_parity
+from edge_ser_export.package_builder import fp32_parity
 from edge_ser_export.torch_reference import TorchBackend
 from edge_ser_train.config import TrainConfig
 from edge_ser_train.model import build_model
@@ -124,6 +125,11 @@ def test_onnx_equals_torch_chunk_by_chunk_with_batches(package):
     for batch in (1, 3):
         report = stream_parity(reference, backend, speech, batch=batch)
         assert report.max_abs_frames < FP32_TOLERANCE and report.max_abs_state < FP32_TOLERANCE
+        assert report.max_scaled_state <= report.max_abs_state
+    # the export's check: states judged relative to their size (the LSTM cell state grows)
+    parity = fp32_parity(reference, backend, speech, load_config(ExportConfig, None, []), True)
+    assert parity["fp32_state_criterion"] == "max_scaled_state"
+    assert parity["fp32_worst_abs"] < FP32_TOLERANCE
 
 
 def test_the_numpy_head_equals_the_shared_route(package):
@@ -161,6 +167,13 @@ def test_a_stream_over_the_package_gives_labelled_segments(package):
     assert len(results) == 2 and windows
     assert all(r.label in LABELS and abs(sum(r.probs.values()) - 1) < 1e-5 for r in results)
     assert all(w.end_s - w.start_s == pytest.approx(config.window.window_s) for w in windows)
+    # files: one encoder call per segment (the graph's time axis is free) gives the same results
+    assert recognizer.backend.runs_segments, recognizer.backend.segment_status
+    whole = [e for e in feed(recognizer.create_stream(16_000, whole_segments=True), audio,
+                             [16_000]) if isinstance(e, SegmentResult)]
+    assert [r.label for r in whole] == [r.label for r in results]
+    for a, b in zip(whole, results):
+        assert max(abs(a.probs[k] - b.probs[k]) for k in LABELS) < 1e-4
 
 
 def test_windows_from_merged_blocks_equal_direct_pooling():

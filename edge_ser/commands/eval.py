@@ -112,16 +112,18 @@ def _score_package(args, kernels: str) -> dict:
     from edge_ser.audio import AudioError
     from edge_ser.backends import create_backend
     from edge_ser.corpus import read_labelled
+    from edge_ser.family import pooling_for, scorer_for
     from edge_ser.metrics import score
     from edge_ser.package import load_package
-    from edge_ser.scoring import WindowScorer, encode_clip, stats_pool
+    from edge_ser.scoring import encode_clip
     from edge_ser.training_data import TrainingData
     from edge_ser.trim import clip_log_mel
 
     package = load_package(args.model)
     seen = TrainingData.from_manifest(package.manifest)
     backend = create_backend(package, args.backend, args.precision, args.threads)
-    scorer = WindowScorer.from_package(package)
+    scorer = scorer_for(package)
+    pool = pooling_for(package, backend.out_channels).pool_frames
     report = {}
     try:
         for folder in args.data:
@@ -136,7 +138,7 @@ def _score_package(args, kernels: str) -> dict:
                 if len(frames) == 0:
                     _skip(skipped, clip.path, f"{clip.path}: shorter than one encoder frame")
                     continue
-                pooled.append(stats_pool(frames))
+                pooled.append(pool(frames))
                 references.append(package.labels.index(clip.label))
                 kept.append(clip)
             if not pooled:
