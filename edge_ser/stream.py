@@ -303,9 +303,8 @@ class Stream:
         of the segment) where the speech check finds speech and non-speech in it."""
         stride = self._recognizer.backend.stride
         if part:  # pooled over the part's own encoder frames
-            pooled = self._pooling.pool_frames(segment.encoded.view(first // stride,
-                                                                max(end // stride,
-                                                                    first // stride + 1)))
+            pooled = self._pooling.pool_frames(segment.encoded.view(
+                first // stride, max(end // stride, first // stride + 1)))
         else:
             pooled = self._pooling.pool_all(segment.windows)
         scores = self._recognizer.score(pooled)
