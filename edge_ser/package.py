@@ -37,6 +37,10 @@ DEFAULT_PACKAGE = Path(__file__).resolve().parent / "models" / "default"
 UNFINISHED_MARK = ".staging."
 """In the name of the folder an export assembles a package in (`.<out>.staging.<pid>.<id>`)."""
 
+FAMILIES = ("tcn", "multigate")
+"""Model families (the manifest's `family`; absent: tcn). What differs at run time is in
+`edge_ser.family`."""
+
 PRECISIONS = ("fp32", "int8")
 """Precisions every package carries as ONNX files (fp16 exists only as TensorRT engines)."""
 
@@ -147,6 +151,9 @@ def load_package(path: str | Path | None = None, manifest: dict | None = None) -
     if not isinstance(version, int) or version != FORMAT_VERSION:
         raise check.error("format_version", f"is {version!r}; this edge-ser reads format "
                           f"version {FORMAT_VERSION} (re-export the package with this version)")
+    if manifest.get("family", "tcn") not in FAMILIES:
+        raise check.error("family", f"is {manifest.get('family')!r}; this edge-ser runs "
+                          f"{', '.join(FAMILIES)}")
     _verify_files(check, manifest)
     _verify_audio(check, manifest)
     labels = _verify_labels(check, manifest)
@@ -313,6 +320,8 @@ def _verify_initial_state(check: _Checker, package: ModelPackage) -> None:
 def _verify_head(check: _Checker, package: ModelPackage) -> int:
     spec = package.manifest["head"]
     head = load_npz(check, spec.get("file"), "head.file")
+    if package.manifest.get("family", "tcn") == "multigate":
+        return _verify_gated_head(check, package, head)
     shapes = {k: v.shape for k, v in head.items()}
     needed = ("projection_weight", "projection_bias", "classifier_weight", "classifier_bias")
     missing = [k for k in needed if k not in head]
@@ -326,6 +335,21 @@ def _verify_head(check: _Checker, package: ModelPackage) -> int:
     if shapes["classifier_weight"] != (k, embedding_dim) or shapes["classifier_bias"] != (k,):
         raise check.error("labels", f"{k} labels, but the head's classifier has shape "
                           f"{shapes['classifier_weight']} (expected ({k}, {embedding_dim}))")
+    return embedding_dim
+
+
+def _verify_gated_head(check: _Checker, package: ModelPackage, head: dict) -> int:
+    """A multigate head (`edge_ser.gated_scoring`): its arrays against the manifest, and the
+    encoder's rows (per stream a logit and a vector) against the streams' widths."""
+    from edge_ser.gated_scoring import head_problems
+
+    spec = package.manifest["head"]
+    problems, embedding_dim = head_problems(head, spec, len(package.labels))
+    if problems:
+        raise check.error(problems[0].split(":")[0], problems[0].split(": ", 1)[-1])
+    row = sum(1 + int(s["dim"]) for s in spec["streams"])
+    check.equal("head.streams", row, package.embedding_channels)
+    check.equal("head.pooled_dim", spec.get("pooled_dim"), row - len(spec["streams"]))
     return embedding_dim
 
 

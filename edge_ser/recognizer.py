@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_ser import family
 from edge_ser.audio import iter_blocks
 from edge_ser.contract import SAMPLE_RATE_HZ
 from edge_ser.events import Event
@@ -42,8 +43,10 @@ class Scored:
 class Recognizer:
     """Model package + encoder backend + scorer + runtime config; immutable, shared by streams.
 
-    `scorer` defaults to `WindowScorer.from_package(package)`; any object with
-    `score_pooled(pooled (B, 2C)) -> scores` (fields `probs` (B, K) and `similarity` (B,)) works.
+    `scorer` defaults to the scorer of the package's family (`family.scorer_for`: for `tcn`
+    `WindowScorer.from_package(package)`); any object with `score_pooled(pooled (B, P)) ->
+    scores` (fields `probs` (B, K) and `similarity` (B,)) works. `pooling` (from the family)
+    turns a window of encoder frames into the pooled vector.
     `speech_check` defaults to the shipped classifier (`SpeechCheck.load()`), loaded only when
     the config enables it.
     """
@@ -53,15 +56,14 @@ class Recognizer:
     def __init__(self, package, backend, config: RuntimeConfig | None = None,
                  scorer=None, speech_check: SpeechCheck | None = None) -> None:
         if scorer is None:
-            from edge_ser.scoring import WindowScorer
-
-            scorer = WindowScorer.from_package(package)
+            scorer = family.scorer_for(package)
         if backend.chunk_frames % backend.stride:
             raise ValueError(f"encoder chunk of {backend.chunk_frames} frames is not a multiple "
                              f"of its stride {backend.stride}")
         self.package = package
         self.backend = backend
         self.scorer = scorer
+        self.pooling = family.pooling_for(package, backend.out_channels)
         self.config = config if config is not None else RuntimeConfig()
         if speech_check is None and self.config.speech_check.enabled:
             speech_check = SpeechCheck.load()

@@ -92,6 +92,13 @@ class WindowScorer:
         self._proj_b = np.asarray(head["projection_bias"], dtype=np.float32)
         self._cls_w = np.ascontiguousarray(head["classifier_weight"], dtype=np.float32)
         self._cls_b = np.asarray(head["classifier_bias"], dtype=np.float32)
+        self._init_memory(centroids, centroid_labels, n_classes, temperature, top_k,
+                          memory_weight)
+        self.pooled_dim = self._proj_w.shape[1]
+
+    def _init_memory(self, centroids: np.ndarray, centroid_labels: np.ndarray, n_classes: int,
+                     temperature: float, top_k: int, memory_weight: float) -> None:
+        """The memory bank and the fusion weight (shared by every model family's scorer)."""
         self._centroids = np.ascontiguousarray(centroids, dtype=np.float32)  # (M, E), unit norm
         self._members = tuple(np.flatnonzero(centroid_labels == k) for k in range(n_classes))
         if any(len(m) == 0 for m in self._members):
@@ -103,7 +110,6 @@ class WindowScorer:
         self.temperature = float(temperature)
         self.top_k = int(top_k)
         self.memory_weight = float(memory_weight)
-        self.pooled_dim = self._proj_w.shape[1]
 
     @classmethod
     def from_package(cls, package: ModelPackage) -> WindowScorer:
@@ -119,6 +125,10 @@ class WindowScorer:
     def embed(self, pooled: np.ndarray) -> np.ndarray:
         """pooled (B, 2C) -> embedding (B, E) (projection with BatchNorm folded in)."""
         return pooled @ self._proj_w.T + self._proj_b
+
+    def logits(self, embedding: np.ndarray) -> np.ndarray:
+        """embedding (B, E) -> classifier logits (B, K)."""
+        return np.maximum(embedding, 0.0) @ self._cls_w.T + self._cls_b
 
     def memory_scores(self, embedding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """embedding (B, E) -> (per-class top-k mean cosine (B, K), highest cosine (B,))."""
@@ -142,7 +152,7 @@ class WindowScorer:
         if pooled.ndim != 2 or pooled.shape[1] != self.pooled_dim:
             raise ValueError(f"pooled must be (B, {self.pooled_dim}), got {pooled.shape}")
         emb = self.embed(pooled)
-        classifier_probs = _softmax(np.maximum(emb, 0.0) @ self._cls_w.T + self._cls_b)
+        classifier_probs = _softmax(self.logits(emb))
         per_class, similarity = self.memory_scores(emb)
         memory_probs = _softmax(per_class / self.temperature)
         w = self.memory_weight

@@ -3,7 +3,7 @@
     samples (source rate) -> StreamingResampler -> 16 kHz -> SampleBuffer
         -> vad.accept (webrtcvad frames, hysteresis) -> segment open/close events
         -> per segment: features.frames_of (each 10 ms frame of the segment once)
-        -> encoding (fresh state, fixed chunks) -> windowing (running sums)
+        -> encoding (fresh state, fixed chunks) -> pooling of the family (running sums)
         -> scorer (classifier + memory bank) + speech check (on the window's log-mel frames)
         -> tracker -> WindowUpdate / EmotionChange / SegmentResult
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_ser import encoding, features, speech_check, speech_spans, tracker, vad, windowing
+from edge_ser import encoding, features, speech_check, speech_spans, tracker, vad
 from edge_ser.audio import StreamingResampler, to_mono
 from edge_ser.contract import FRAMES_PER_S, HOP_SAMPLES, SAMPLE_RATE_HZ, num_frames
 from edge_ser.events import EmotionChange, Event, SegmentResult, WindowUpdate
@@ -68,7 +68,7 @@ class _Segment:
     speech_start_frame: int
     next_frame: int  # next feature frame to feed to the encoder
     encoder: encoding.EncoderState | None  # None: the segment is encoded in one call
-    windows: windowing.WindowState
+    windows: object  # the pooling state of the package's family (`edge_ser.family`)
     end_frame: int | None = None  # padded end, known once the VAD closes the segment
     speech_end_frame: int = 0
     split: bool = False
@@ -108,6 +108,7 @@ class Stream:
         self._samples_16k = 0
         self._finished = False
         backend = recognizer.backend
+        self._pooling = recognizer.pooling
         frames_per_s = FRAMES_PER_S / backend.stride
         self._window_frames = max(1, round(self._config.window.window_s * frames_per_s))
         self._hop_frames = max(1, round(self._config.window.hop_s * frames_per_s))
@@ -220,8 +221,7 @@ class Stream:
             speech_start_frame=event.speech_start_frame,
             next_frame=event.start_frame,
             encoder=None if self._whole_segments else encoding.init_state(backend),
-            windows=windowing.init_state(backend.out_channels, self._window_frames,
-                                         self._hop_frames),
+            windows=self._pooling.init_state(self._window_frames, self._hop_frames),
         )
         self._segments_started += 1
         return segment
@@ -255,7 +255,7 @@ class Stream:
         if segment.mel is not None:
             segment.encoded = segment.encoded or _Rows()
             segment.encoded.append(out)
-        for first, end, pooled in windowing.push(segment.windows, out):
+        for first, end, pooled in self._pooling.push(segment.windows, out):
             scores = self._recognizer.score(pooled)
             judged = self._judge(segment, first * stride, end * stride)
             start_s = (segment.start_frame + first * stride) / FRAMES_PER_S
@@ -303,11 +303,10 @@ class Stream:
         of the segment) where the speech check finds speech and non-speech in it."""
         stride = self._recognizer.backend.stride
         if part:  # pooled over the part's own encoder frames
-            pooled = windowing.pool_frames(segment.encoded.view(first // stride,
-                                                                max(end // stride,
-                                                                    first // stride + 1)))
+            pooled = self._pooling.pool_frames(segment.encoded.view(
+                first // stride, max(end // stride, first // stride + 1)))
         else:
-            pooled = windowing.pool_all(segment.windows)
+            pooled = self._pooling.pool_all(segment.windows)
         scores = self._recognizer.score(pooled)
         start_s = (segment.start_frame + first) / FRAMES_PER_S
         end_s = (segment.start_frame + end) / FRAMES_PER_S

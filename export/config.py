@@ -82,6 +82,10 @@ class PackageConfig:
     name: str = setting("default", help="package name recorded in the manifest")
     max_total_bytes: int = setting(2_000_000, min=1024, max=10**10,
                                    help="a package larger than this fails the export")
+    multigate_max_total_bytes: int = setting(
+        40_000_000, min=1024, max=10**10,
+        help="the same for a multigate package: the GE2E LSTM alone is 5.7 MB in float32, "
+        "in both encoders and the checkpoint")
     latency_runs: int = setting(500, min=10, max=1_000_000,
                                 help="chunks timed per precision (onnxruntime, one thread)")
 

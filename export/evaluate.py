@@ -20,9 +20,10 @@ class QuantizationGateError(RuntimeError):
     """The INT8 encoder loses more accuracy than the gate allows."""
 
 
-def pooled_clips(backend, feats_list: list[np.ndarray]) -> np.ndarray:
-    """(n, 2C) whole-clip pooled encoder frames, through the backend chunk by chunk."""
-    return np.stack([stats_pool(encode_clip(backend, f)) for f in feats_list])
+def pooled_clips(backend, feats_list: list[np.ndarray], pool=stats_pool) -> np.ndarray:
+    """(n, P) whole-clip pooled encoder frames, through the backend chunk by chunk; `pool` is
+    the family's (`edge_ser.family`; mean and std: P = 2C)."""
+    return np.stack([pool(encode_clip(backend, f)) for f in feats_list])
 
 
 def head_predictions(scorer: WindowScorer, pooled: np.ndarray) -> dict[str, np.ndarray]:

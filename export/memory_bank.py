@@ -23,17 +23,21 @@ from edge_ser_train.model import EmotionModel
 @torch.no_grad()
 def clip_embeddings(model: EmotionModel, feats_list: list[np.ndarray], batch_size: int = 64
                     ) -> np.ndarray:
-    """Whole-clip embeddings (n, E) (projection output, not normalised) in clip order."""
+    """Whole-clip embeddings (n, E) (projection output, not normalised) in clip order; a
+    multigate model's are those of the shared route (languages unknown, as at run time)."""
     model.eval()
     order = np.argsort([len(f) for f in feats_list])
-    out = np.empty((len(feats_list), model.classifier.in_features), dtype=np.float32)
+    out = None
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         lengths = torch.tensor([len(feats_list[i]) for i in idx])
         batch = torch.zeros(len(idx), int(lengths.max()), contract.N_MELS)
         for row, i in enumerate(idx):
             batch[row, :len(feats_list[i])] = torch.from_numpy(feats_list[i])
-        out[idx] = model.embed(batch, lengths).numpy()
+        emb = model.embed(batch, lengths).numpy()
+        if out is None:
+            out = np.empty((len(feats_list), emb.shape[1]), dtype=np.float32)
+        out[idx] = emb
     return out
 
 

@@ -123,8 +123,15 @@ def quantize_int8(fp32_path: Path, int8_path: Path, batches: list[dict[str, np.n
     model.producer_name = "edge-ser"
     model.doc_string = "edge-ser streamable emotion encoder (INT8, explicit QDQ)"
     onnx.save(model, str(int8_path))
-    return {"method": f"static post-training, {cfg.method} calibration",
-            "format": "QDQ", "weights": "int8 symmetric, per output channel",
-            "activations": "int8 symmetric, per tensor", "bias": "float32",
-            "calibration_batches": len(batches),
-            "calibration_chunks": int(sum(next(iter(b.values())).shape[0] for b in batches))}
+    summary = {"method": f"static post-training, {cfg.method} calibration",
+               "format": "QDQ", "weights": "int8 symmetric, per output channel",
+               "activations": "int8 symmetric, per tensor", "bias": "float32",
+               "calibration_batches": len(batches),
+               "calibration_chunks": int(sum(next(iter(b.values())).shape[0] for b in batches))}
+    recurrent = {op: sum(n.op_type == op for n in model.graph.node) for op in ("LSTM", "GRU")}
+    if any(recurrent.values()):
+        # QDQ has no form for a recurrent op's gates and carried state that TensorRT builds
+        # into INT8 kernels; their inputs and weights stay float32.
+        summary["float32_ops"] = {op: n for op, n in recurrent.items() if n}
+        summary["recurrent"] = "LSTM and GRU in float32; Conv, MatMul and Gemm in INT8"
+    return summary

@@ -20,9 +20,11 @@ from edge_ser.package import (
     file_entry,
     write_manifest,
 )
+from edge_ser_export import multigate_head
 from edge_ser_export.config import ExportConfig
 from edge_ser_export.head import head_arrays, save_head
 from edge_ser_export.memory_bank import build_memory_bank, clip_embeddings, save_memory_bank
+from edge_ser_export.multigate_graph import MultiGateChunkEncoder
 from edge_ser_export.onnx_export import export_encoder, save_initial_state
 from edge_ser_export.quantize import batch_feeds, calibration_chunks, quantize_int8
 
@@ -33,14 +35,28 @@ FILES = {"fp32": "encoder.onnx", "int8": "encoder.int8.onnx", "head": "head.npz"
 reads it; `adapt` fine-tunes from it, so a package can be adapted with no other file."""
 
 
+def family(model) -> str:
+    """The model family a checkpoint's model belongs to (the manifest's `family`)."""
+    return "multigate" if hasattr(model, "stream_names") else "tcn"
+
+
+def streamed_part(model):
+    """What runs chunk by chunk with its state carried: the `tcn` family's encoder, or every
+    stream of a multigate model up to the per-frame attention quantities."""
+    if family(model) == "multigate":
+        return MultiGateChunkEncoder(model)
+    return model.encoder
+
+
 def write_fp32(model, root: Path, labels: tuple[str, ...], cfg: ExportConfig,
                metadata: dict) -> dict:
     """encoder.onnx and initial_state.npz; returns the manifest's `encoder` section."""
-    spec = export_encoder(model.encoder, cfg.encoder.chunk_frames, root / FILES["fp32"], labels,
+    streamed = streamed_part(model)
+    spec = export_encoder(streamed, cfg.encoder.chunk_frames, root / FILES["fp32"], labels,
                           metadata, cfg.encoder.opset)
     spec["files"] = {"fp32": FILES["fp32"], "int8": FILES["int8"]}
     spec["initial_state"] = FILES["initial_state"]
-    save_initial_state(root / FILES["initial_state"], model.encoder, spec)
+    save_initial_state(root / FILES["initial_state"], streamed, spec)
     spec["profiles"] = {"stream": {"min": 1, "opt": 1, "max": cfg.profiles.stream_max},
                         "batch": {"min": cfg.profiles.batch_min, "opt": cfg.profiles.batch_opt,
                                   "max": cfg.profiles.batch_max}}
@@ -59,7 +75,7 @@ def write_int8(model, root: Path, spec: dict, calibration_feats: list[np.ndarray
     """encoder.int8.onnx, calibrated on `calibration_feats` (whole clips, (T, N_MELS))."""
     axes = {spec["input"]["name"]: 0}
     axes.update({s["input"]: s["shape"].index(contract.BATCH_DIM) for s in spec["state"]})
-    feeds = calibration_chunks(model.encoder, calibration_feats, spec["chunk_frames"])
+    feeds = calibration_chunks(streamed_part(model), calibration_feats, spec["chunk_frames"])
     if not feeds:
         raise ValueError("no calibration chunk: the calibration clips are shorter than a chunk")
     batches = batch_feeds(feeds, axes, cfg.calibration.batch, cfg.calibration.seed)
@@ -76,9 +92,23 @@ def write_int8(model, root: Path, spec: dict, calibration_feats: list[np.ndarray
 
 
 def write_head(model, root: Path) -> dict[str, np.ndarray]:
+    """head.npz; returns its arrays, and for a multigate model also its manifest fields
+    (under the key `spec`, not saved)."""
+    if family(model) == "multigate":
+        head, head_spec = multigate_head.head_arrays(model)
+        save_head(root / FILES["head"], head)
+        return {**head, "spec": head_spec}
     head = head_arrays(model)
     save_head(root / FILES["head"], head)
     return head
+
+
+def head_section(head: dict, spec: dict) -> dict:
+    """The manifest's `head` section."""
+    if "spec" in head:
+        return {"file": FILES["head"], **head["spec"]}
+    return {"file": FILES["head"], "pooled_dim": 2 * spec["channels"],
+            "embedding_dim": int(head["projection_weight"].shape[0])}
 
 
 def write_memory_bank(model, root: Path, feats: list[np.ndarray], targets: np.ndarray,
@@ -104,10 +134,10 @@ def package_manifest(root: Path, labels: tuple[str, ...], spec: dict, head: dict
     """The manifest over the files written above, not yet written (see write_manifest)."""
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "name": cfg.package.name,
+        "family": "multigate" if "spec" in head else "tcn",
         "created_utc": created, "labels": list(labels), "audio": audio_contract(),
         "encoder": spec,
-        "head": {"file": FILES["head"], "pooled_dim": 2 * spec["channels"],
-                 "embedding_dim": int(head["projection_weight"].shape[0])},
+        "head": head_section(head, spec),
         "memory_bank": {"file": FILES["memory_bank"], "centroids": int(len(bank["centroids"])),
                         "centroids_per_class": int(np.bincount(bank["centroid_labels"]).max()),
                         "temperature": float(bank["temperature"]),

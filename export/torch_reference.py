@@ -32,10 +32,11 @@ class TorchBackend:
     @classmethod
     def from_checkpoint(cls, path: str | Path, chunk_frames: int, threads: int = 1
                         ) -> TorchBackend:
+        from edge_ser_export.steps import streamed_part
         from edge_ser_train.trainer import load_checkpoint
 
         model, _, _ = load_checkpoint(path)
-        return cls(model.encoder, chunk_frames, threads)
+        return cls(streamed_part(model), chunk_frames, threads)
 
     @classmethod
     def from_package(cls, package: ModelPackage, precision: str = "fp32", threads: int = 1

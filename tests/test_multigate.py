@@ -62,7 +62,7 @@ def test_shapes_and_gate_weights_sum_to_one():
     assert torch.allclose(out.embedding, (out.weights[..., None] * out.streams).sum(1))
     logits, emb = model(feats, lengths)
     assert logits.shape == (6, 4) and torch.equal(emb, model.embed(feats, lengths))
-    with pytest.raises(NotImplementedError, match="multigate: export and streaming"):
+    with pytest.raises(NotImplementedError, match="multigate: no head over one pooled vector"):
         model.head(torch.zeros(1, 32))
 
 
@@ -302,3 +302,16 @@ def test_the_search_space_mutates_one_gene_at_a_time():
         changed = sum(a != b for a, b in zip((spec.depth, spec.width, spec.activation),
                                              (child.depth, child.width, child.activation)))
         assert changed == 1
+
+
+def test_the_compute_count_covers_every_stream_at_its_frame_rate():
+    from edge_ser_train.encoder import count_macs_per_second
+    from edge_ser_train.multigate.compute import macs_per_second
+
+    tcn_only = small_model("model.multigate.streams=[tcn]")
+    tcn = count_macs_per_second(tcn_only.encoder, 100) + (16 * 64 + 64) * 100 / 2
+    assert macs_per_second(tcn_only, 100) == round(tcn)  # attention scores at 100/stride
+    with_ge2e = small_model("model.multigate.streams=[tcn, ge2e]")
+    lstm = 4 * 256 * (40 + 256) + 2 * 4 * 256 * (256 + 256)
+    ge2e_per_frame = 64 * 40 + lstm + 256 * 256 + (256 * 64 + 64)
+    assert macs_per_second(with_ge2e, 100) == round(tcn + 100 * ge2e_per_frame)

@@ -15,6 +15,7 @@ from edge_ser_train.corpus import Clip, describe, labelled, read_corpus, speaker
 from edge_ser_train.encoder import count_macs_per_second
 from edge_ser_train.evaluate import clip_features, score_model
 from edge_ser_train.model import count_parameters
+from edge_ser_train.multigate.compute import macs_per_second as multigate_macs
 from edge_ser_train.trainer import save_checkpoint, train
 
 
@@ -79,7 +80,9 @@ def run_training(cfg: TrainConfig, log=print) -> dict:
     out = Path(cfg.out_dir)
     metrics = {
         "parameters": count_parameters(result.model),
-        "encoder_macs_per_s": count_macs_per_second(result.model.encoder, 100),
+        "encoder_macs_per_s": (multigate_macs(result.model, 100)
+                               if cfg.model.family == "multigate"
+                               else count_macs_per_second(result.model.encoder, 100)),
         "train_seconds": round(result.seconds, 1),
         "train_clips": len(train_clips), "test_clips": len(test_clips),
         "git_commit": git_commit(),

@@ -115,9 +115,10 @@ def _score_package(args, kernels: str) -> dict:
     from edge_ser.audio import AudioError
     from edge_ser.backends import create_backend
     from edge_ser.corpus import read_labelled
+    from edge_ser.family import pooling_for, scorer_for
     from edge_ser.metrics import score
     from edge_ser.package import load_package
-    from edge_ser.scoring import WindowScorer, encode_clip, stats_pool
+    from edge_ser.scoring import encode_clip
     from edge_ser.training_data import TrainingData
     from edge_ser.trim import clip_log_mel
 
@@ -127,7 +128,10 @@ def _score_package(args, kernels: str) -> dict:
     backend = create_backend(package, args.backend, args.precision, args.threads)
     start_backend = (create_backend(start, "onnxruntime", "fp32", args.threads)
                      if start is not None else None)
-    scorer = WindowScorer.from_package(package)
+    scorer = scorer_for(package)
+    pool = pooling_for(package, backend.out_channels).pool_frames
+    start_pool = (pooling_for(start, start_backend.out_channels).pool_frames
+                  if start_backend is not None else None)
     report = {}
     try:
         for folder in args.data:
@@ -142,9 +146,9 @@ def _score_package(args, kernels: str) -> dict:
                 if len(frames) == 0:
                     _skip(skipped, clip.path, f"{clip.path}: shorter than one encoder frame")
                     continue
-                pooled.append(stats_pool(frames))
+                pooled.append(pool(frames))
                 if start_backend is not None:
-                    start_pooled.append(stats_pool(encode_clip(start_backend, feats)))
+                    start_pooled.append(start_pool(encode_clip(start_backend, feats)))
                 references.append(package.labels.index(clip.label))
                 kept.append(clip)
             if not pooled:
@@ -162,7 +166,7 @@ def _score_package(args, kernels: str) -> dict:
                                    **_held_out(seen, kept, references, scores.probs.argmax(1),
                                                package.labels)}
             if start is not None:
-                start_scores = WindowScorer.from_package(start).score_pooled(
+                start_scores = scorer_for(start).score_pooled(
                     np.stack(start_pooled))
                 before = score(references, start_scores.probs.argmax(1), package.labels)
                 report[str(folder)]["start_model"] = {"ua": before.ua, "wa": before.wa,

@@ -25,6 +25,9 @@ class ParityReport:
     """max |candidate - reference| over the state after every chunk."""
     rel_rms_frames: float
     """RMS(candidate - reference) / RMS(reference) of the output frames."""
+    max_scaled_state: float = 0.0
+    """max over state tensors of max |candidate - reference| / max(1, max |reference|): the
+    state error relative to its size, for states that grow without bound (an LSTM's cell)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,7 +49,7 @@ def stream_parity(reference, candidate, feats: np.ndarray, batch: int = 1) -> Pa
     n = len(feats) // chunk
     rows = np.stack([np.roll(feats, -r * chunk, axis=0) for r in range(batch)])
     ref_state, cand_state = reference.init_state(batch), candidate.init_state(batch)
-    max_frames = max_state = 0.0
+    max_frames = max_state = max_scaled = 0.0
     err_sq = ref_sq = 0.0
     for i in range(n):
         piece = rows[:, i * chunk:(i + 1) * chunk]
@@ -56,11 +59,14 @@ def stream_parity(reference, candidate, feats: np.ndarray, batch: int = 1) -> Pa
         max_frames = max(max_frames, float(np.abs(diff).max()))
         err_sq += float((diff * diff).sum())
         ref_sq += float((ref_out.astype(np.float64) ** 2).sum())
-        max_state = max(max_state, *(float(np.abs(a - b).max())
-                                     for a, b in zip(cand_state, ref_state)))
+        for a, b in zip(cand_state, ref_state):
+            worst = float(np.abs(a - b).max())
+            max_state = max(max_state, worst)
+            max_scaled = max(max_scaled, worst / max(1.0, float(np.abs(b).max())))
     return ParityReport(chunks=n, batch=batch, max_abs_frames=max_frames,
                         max_abs_state=max_state,
-                        rel_rms_frames=float(np.sqrt(err_sq / max(ref_sq, 1e-30))))
+                        rel_rms_frames=float(np.sqrt(err_sq / max(ref_sq, 1e-30))),
+                        max_scaled_state=max_scaled)
 
 
 def batch_consistency(backend, feats: np.ndarray, batch: int = 3, chunks: int = 20) -> float:

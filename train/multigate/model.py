@@ -127,10 +127,12 @@ class MultiGateModel(nn.Module):
         return self.parts(feats, lengths, languages).embedding
 
     def head(self, pooled: torch.Tensor):
-        """The `tcn` family's streaming head (pooled encoder frames -> logits) has no
-        counterpart here yet: export and the runtime serve only the `tcn` family."""
-        raise NotImplementedError("model.family=multigate: export and streaming are not built "
-                                  "yet (docs/multigate.md); use the tcn family to export")
+        """The `tcn` family's head takes one mean+std vector; this family pools each stream by
+        attention and gates them, which its export runs from per-stream pooled vectors
+        (`edge_ser_export.multigate_head`, `edge_ser.gated_scoring`)."""
+        raise NotImplementedError("model.family=multigate: no head over one pooled vector; "
+                                  "its package runs the per-stream pooling and the shared "
+                                  "gate and head (edge_ser_export.multigate_head)")
 
     def aux_loss(self, embedding: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The weighted emotion-centroid loss on the embedding (added to cross-entropy)."""
