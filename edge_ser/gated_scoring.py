@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from edge_ser.scoring import WindowScorer, _softmax
+from edge_ser.scoring import WindowScorer, _softmax, read_head_and_bank
 
 ACTIVATIONS = ("relu", "gelu", "tanh", "silu", "linear")
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -101,11 +101,7 @@ class GatedScorer(WindowScorer):
     @classmethod
     def from_package(cls, package) -> GatedScorer:
         manifest = package.manifest
-        with np.load(package.path(manifest["head"]["file"]), allow_pickle=False) as data:
-            head = {k: data[k] for k in data.files}
-        with np.load(package.path(manifest["memory_bank"]["file"]), allow_pickle=False) as data:
-            centroids, owners = data["centroids"], data["centroid_labels"]
-            temperature, top_k = float(data["temperature"]), int(data["top_k"])
+        head, (centroids, owners, temperature, top_k) = read_head_and_bank(package)
         return cls(head, manifest["head"], centroids, owners, len(package.labels), temperature,
                    top_k, manifest["fusion"]["memory_weight"])
 

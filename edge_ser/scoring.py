@@ -64,6 +64,18 @@ def encode_clip(backend, feats: np.ndarray) -> np.ndarray:
     return np.concatenate(outs)
 
 
+def read_head_and_bank(package: ModelPackage) -> tuple[dict, tuple]:
+    """The package's head arrays, and its memory bank as (centroids, owners, temperature,
+    top_k)."""
+    manifest = package.manifest
+    with np.load(package.path(manifest["head"]["file"]), allow_pickle=False) as data:
+        head = {k: data[k] for k in data.files}
+    with np.load(package.path(manifest["memory_bank"]["file"]), allow_pickle=False) as data:
+        bank = (data["centroids"], data["centroid_labels"], float(data["temperature"]),
+                int(data["top_k"]))
+    return head, bank
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -113,14 +125,9 @@ class WindowScorer:
 
     @classmethod
     def from_package(cls, package: ModelPackage) -> WindowScorer:
-        manifest = package.manifest
-        with np.load(package.path(manifest["head"]["file"]), allow_pickle=False) as data:
-            head = {k: data[k] for k in data.files}
-        with np.load(package.path(manifest["memory_bank"]["file"]), allow_pickle=False) as data:
-            centroids, owners = data["centroids"], data["centroid_labels"]
-            temperature, top_k = float(data["temperature"]), int(data["top_k"])
+        head, (centroids, owners, temperature, top_k) = read_head_and_bank(package)
         return cls(head, centroids, owners, len(package.labels), temperature, top_k,
-                   manifest["fusion"]["memory_weight"])
+                   package.manifest["fusion"]["memory_weight"])
 
     def embed(self, pooled: np.ndarray) -> np.ndarray:
         """pooled (B, 2C) -> embedding (B, E) (projection with BatchNorm folded in)."""
