@@ -75,3 +75,9 @@ def test_two_epochs_of_multigate_training_end_to_end(tmp_path, capsys):
     # the head search needs a selection corpus; the toy corpus is not one
     assert search_main(["--checkpoint", str(tmp_path / "run" / "model.pt")]) == 0
     assert "skipped toy: not a selection corpus" in capsys.readouterr().out
+    # named as a selection corpus, it is searched
+    out = tmp_path / "search.json"
+    assert search_main(["--checkpoint", str(tmp_path / "run" / "model.pt"), "--selection", "toy",
+                        "--population", "2", "--generations", "1", "--children", "1",
+                        "--out", str(out)]) == 0
+    assert "skipped" not in capsys.readouterr().out and out.is_file()

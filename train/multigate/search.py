@@ -20,18 +20,34 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+import edge_ser
 from edge_ser_train.multigate.heads import HeadSpec, build_head
 
 DEPTHS = (0, 1, 2, 3)
 WIDTHS = (32, 64, 128, 256)
 ACTIVATION_CHOICES = ("relu", "gelu", "tanh", "silu")
-SELECTION_CORPORA = ("emodb", "urdu", "turev")
-"""Choices are made on these; the confirmation corpora (nemo, ased) are never searched on."""
+PROTOCOL_FILE = Path(edge_ser.__file__).parent / "configs" / "protocol" / "default.yaml"
+"""The measurement protocol (docs/protocol.md): heads are searched on its selection corpora only;
+its confirmation corpora are never searched on."""
+
+
+def protocol_selection(path: Path = PROTOCOL_FILE) -> tuple[str, ...]:
+    """The `selection` corpora of a protocol file."""
+    import yaml
+
+    try:
+        selection = (yaml.safe_load(path.read_text()) or {}).get("selection")
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: cannot read the protocol ({exc})") from None
+    if not selection:
+        raise ValueError(f"{path}: no selection corpora")
+    return tuple(str(c) for c in selection)
 
 
 @dataclass(frozen=True)
@@ -138,8 +154,8 @@ def evolve(task: Task, population: int = 6, generations: int = 5, children: int 
                         time.perf_counter() - started, history)
 
 
-def language_tasks(checkpoint: str, log=print) -> dict[str, Task]:
-    """One task per selection corpus the checkpoint was trained with: its language's gated
+def language_tasks(checkpoint: str, selection: tuple[str, ...], log=print) -> dict[str, Task]:
+    """One task per `selection` corpus the checkpoint was trained with: its language's gated
     embeddings of the checkpoint's training speakers (train) and held-out speakers (val)."""
     from edge_ser_train.evaluate import clip_features
     from edge_ser_train.run import load_clips, split
@@ -155,8 +171,8 @@ def language_tasks(checkpoint: str, log=print) -> dict[str, Task]:
         raise ValueError(f"{checkpoint}: data.test_fraction is 0, so no held-out speakers")
     tasks = {}
     for corpus in sorted({c.corpus for c in train_clips}):
-        if corpus not in SELECTION_CORPORA:
-            log(f"skipped {corpus}: not a selection corpus ({', '.join(SELECTION_CORPORA)})")
+        if corpus not in selection:
+            log(f"skipped {corpus}: not a selection corpus ({', '.join(selection)})")
             continue
         parts = []
         for part in (train_clips, val_clips):
@@ -190,6 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Search each selection language's head architecture on held-out speakers.")
     parser.add_argument("--checkpoint", required=True, help="a multigate model.pt")
     parser.add_argument("--out", help="write the result as JSON here")
+    parser.add_argument("--selection", nargs="+",
+                        help="corpora to search on (default: the protocol's selection corpora, "
+                        "configs/protocol/default.yaml)")
     parser.add_argument("--population", type=int, default=6)
     parser.add_argument("--generations", type=int, default=5)
     parser.add_argument("--children", type=int, default=4)
@@ -199,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     try:
-        tasks = language_tasks(args.checkpoint)
+        tasks = language_tasks(args.checkpoint, tuple(args.selection or protocol_selection()))
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
