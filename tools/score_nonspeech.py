@@ -44,13 +44,14 @@ from edge_ser.runtime_config import RuntimeConfig, SpeechCheckConfig  # noqa: E4
 from edge_ser_train.augment import telephone  # noqa: E402
 from tools.make_calls import DEFAULT_SPEAKERS, make_call, select_clips  # noqa: E402
 from tools.nonspeech import KINDS, generate  # noqa: E402
+from tools.protocol import load_protocol  # noqa: E402
 
 DEMO = ROOT / "edge_ser" / "demo" / "conversation.flac"
 DEMO_LABELS = ROOT / "edge_ser" / "demo" / "conversation.labels.csv"
 BLOCK_S = (2.0, 8.0)
 GAP_S = 0.1  # the pause audio looped under a block (pauses are >= 0.3 s: no speech in it)
 CHUNK_S = 0.1
-CONFIRMATION_CORPORA = ("nemo", "ased")
+CONFIRMATION_CORPORA = load_protocol().confirmation
 
 
 @dataclasses.dataclass

@@ -39,9 +39,10 @@ from edge_ser.speech_check import (  # noqa: E402
 from edge_ser_train.augment import coloured_noise, mu_law_round_trip, telephone  # noqa: E402
 from edge_ser_train.corpus import labelled, read_corpus  # noqa: E402
 from tools.nonspeech import KINDS, generate  # noqa: E402
+from tools.protocol import load_protocol  # noqa: E402
 
 HELD_OUT_SPEAKERS = ("emodb:09", "emodb:14")
-SELECTION_CORPORA = ("emodb", "urdu", "turev")
+SELECTION_CORPORA = load_protocol().selection
 ENCODER_STRIDE = 2  # the bundled package's; windows are whole encoder frames
 
 

@@ -285,19 +285,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder holding one sub-folder with a labels.csv per corpus")
     parser.add_argument("--cache", type=Path, default=Path(".cache/egemaps"),
                         help="feature cache folder (default: .cache/egemaps)")
-    parser.add_argument("--corpora", nargs="+", default=["emodb", "urdu", "turev"],
-                        help="corpus sub-folders to use (default: emodb urdu turev)")
+    parser.add_argument("--corpora", nargs="+",
+                        help="corpus sub-folders to use (default: every sub-folder of --data "
+                        "with a labels.csv)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
                         help="speaker-split seeds for the in-domain scores (default: 0 1 2)")
     parser.add_argument("--c-sweep", action="store_true",
                         help="instead, show UA against the regularisation C by speaker-independent "
                              "CV inside the training partitions")
     args = parser.parse_args(argv)
+    corpora = args.corpora or sorted(p.name for p in args.data.iterdir()
+                                     if (p / "labels.csv").is_file())
     try:
         if args.c_sweep:
-            _c_sweep(args.data, args.cache, args.corpora, args.seeds)
+            _c_sweep(args.data, args.cache, corpora, args.seeds)
         else:
-            _measure(args.data, args.cache, args.corpora, args.seeds)
+            _measure(args.data, args.cache, corpora, args.seeds)
     except (PeerError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
