@@ -181,16 +181,26 @@ def check_package(root, out, method: str) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["nnpm", "dann", "source"])
-def test_adapt_command_with_source_corpora_writes_a_multigate_package(start_checkpoint, method):
+def test_adapt_command_with_source_corpora_writes_a_multigate_package(start_checkpoint, method,
+                                                                     capsys):
     root = start_checkpoint
     out = root / f"with_source_{method}"
+    keep = ["--keep-adapted"] if method == "nnpm" else []  # nnpm: always with its start model
     assert run_adapt(root, out, root / "start.pt", "--source", str(root / "toy"),
-                     "--set", f"method={method}") == 0
+                     "--set", f"method={method}", *keep) == 0
     record = check_package(root, out, method)
     assert record["source"]["clips"] == 32
     assert record["guard"]["checks"]["source_accuracy"]["passed"] is not None
     if method == "nnpm":
         assert "mem" in record["history"][0] and "aux" in record["history"][0]
+        # eval scores the multigate start model beside the adapted one
+        capsys.readouterr()
+        toy = str(root / "toy")
+        assert main(["eval", "--model", str(out), "--data", toy, "--json"]) == 0
+        both = json.loads(capsys.readouterr().out)["scores"][toy]
+        assert main(["eval", "--model", str(out / "start"), "--data", toy, "--json"]) == 0
+        alone = json.loads(capsys.readouterr().out)["scores"][toy]
+        assert both["start_model"]["ua"] == pytest.approx(alone["ua"])
 
 
 @pytest.mark.slow
@@ -199,7 +209,8 @@ def test_adapt_command_without_source_audio_adapts_a_multigate_package(start_che
     root = start_checkpoint
     package = root / "with_source_nnpm"
     if not package.is_dir():  # made by the test before when the module runs whole
-        assert run_adapt(root, package, root / "start.pt", "--source", str(root / "toy")) == 0
+        assert run_adapt(root, package, root / "start.pt", "--source", str(root / "toy"),
+                         "--keep-adapted") == 0
     out = root / "source_free"
     assert run_adapt(root, out, package) == 0
     record = check_package(root, out, "nnpm")
