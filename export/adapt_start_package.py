@@ -33,7 +33,14 @@ from edge_ser.package import (
 )
 from edge_ser_export.config import ExportConfig
 from edge_ser_export.memory_bank import save_memory_bank
-from edge_ser_export.steps import FILES, write_fp32, write_head, write_memory_bank
+from edge_ser_export.steps import (
+    FILES,
+    family,
+    head_section,
+    write_fp32,
+    write_head,
+    write_memory_bank,
+)
 
 FOLDER = "start"
 PRECISION = "fp32"
@@ -60,9 +67,8 @@ def write_start_package(root: Path, model, labels: tuple[str, ...], cfg: ExportC
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "name": f"{cfg.package.name} (start model of an adaptation)", "created_utc": created,
-        "labels": list(labels), "audio": audio_contract(), "encoder": spec,
-        "head": {"file": FILES["head"], "pooled_dim": 2 * spec["channels"],
-                 "embedding_dim": int(head["projection_weight"].shape[0])},
+        "family": family(model), "labels": list(labels), "audio": audio_contract(),
+        "encoder": spec, "head": head_section(head, spec),
         "memory_bank": {"file": FILES["memory_bank"], "centroids": int(len(bank["centroids"])),
                         "temperature": float(bank["temperature"]), "top_k": int(bank["top_k"]),
                         "dtype": str(bank["centroids"].dtype)},

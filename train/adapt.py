@@ -15,7 +15,9 @@ over the target (over the source when there is none), so methods given the same 
 same number of steps. batchnorm "separate": source and target batches pass the model apart,
 each normalised by its own statistics; "mixed": one batch of both. At the end (methods that see
 the target, `target_bn_stats`) every batch-norm layer's running statistics are re-estimated on
-the target. The objective of NNPM is `train.nnpm`, on tensors.
+the target. The objective of NNPM is `train.nnpm`, on tensors. A start model of either family
+adapts; what a multigate model does differently (every clip on the shared route, GE2E at its
+low rate, every head kept by NNPM) is `train.adapt_family`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import torch
 from torch.nn import functional as F
 
 from edge_ser import contract
-from edge_ser_train import nnpm
+from edge_ser_train import adapt_family, nnpm
 from edge_ser_train.adapt_config import AdaptConfig
 from edge_ser_train.corpus import Clip
 from edge_ser_train.dann import LanguageClassifier, dann_lambda, language_loss
@@ -113,15 +115,14 @@ def adapt(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None = None,
 def train_source_only(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None,
                       log=print) -> AdaptResult:
     run = _Run(cfg, data, model)
-    params = list(run.model.parameters())
-    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    optimizer, params = run.optimizer()
     for _ in range(cfg.optim.epochs):
         run.model.train()
         for _ in range(run.steps_per_epoch):
             run.set_lr(optimizer)
             src_idx, src = run.source_batch()
             out_s, _ = forward_pair(run.model, src, None, cfg.batchnorm)
-            run.step(optimizer, params, {"ce": run.cross_entropy(out_s, src_idx)})
+            run.step(optimizer, params, run.source_terms(out_s, src_idx))
         run.end_epoch(log)
     return run.result()
 
@@ -129,10 +130,9 @@ def train_source_only(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | N
 def adapt_dann(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None,
                log=print) -> AdaptResult:
     run = _Run(cfg, data, model)
-    language_clf = LanguageClassifier(run.model.classifier.in_features, len(data.domains) + 1,
-                                      cfg.dann.hidden)
-    params = [*run.model.parameters(), *language_clf.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    language_clf = LanguageClassifier(adapt_family.embedding_dim(run.model),
+                                      len(data.domains) + 1, cfg.dann.hidden)
+    optimizer, params = run.optimizer(list(language_clf.parameters()))
     for _ in range(cfg.optim.epochs):
         run.model.train()
         language_clf.train()
@@ -141,7 +141,7 @@ def adapt_dann(cfg: AdaptConfig, data: AdaptData, model: EmotionModel | None,
             src_idx, src = run.source_batch()
             tgt_idx, tgt = run.target_batch()
             out_s, out_t = forward_pair(run.model, src, tgt, cfg.batchnorm)
-            terms = {"ce": run.cross_entropy(out_s, src_idx)}
+            terms = run.source_terms(out_s, src_idx)
             lam = dann_lambda(run.steps / max(1, run.total_steps), cfg.dann.weight,
                               cfg.dann.gamma)
             # the languages: each source utterance's corpus, and the target after them
@@ -170,10 +170,10 @@ def adapt_nnpm(cfg: AdaptConfig, data: AdaptData, model: EmotionModel,
                                    own_statistics=cfg.batchnorm == "separate")
         memory = SourceMemory.from_features(features, data.source_targets, len(data.labels))
     # the head stays as trained: target features move to where it already means the class
-    for p in run.model.classifier.parameters():
+    heads = adapt_family.head_modules(run.model)
+    for p in (p for head in heads for p in head.parameters()):
         p.requires_grad_(False)
-    params = [p for p in run.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    optimizer, params = run.optimizer()
     for epoch in range(cfg.optim.epochs):
         pseudo, weights = target_pseudo_labels(cfg, run.model, memory, data.target_views)
         scale = nnpm.ramp(epoch, c.ramp_epochs)
@@ -185,7 +185,7 @@ def adapt_nnpm(cfg: AdaptConfig, data: AdaptData, model: EmotionModel,
             out_s, out_t = forward_pair(run.model, src, tgt, cfg.batchnorm)
             terms = {}
             if with_source:
-                terms["ce"] = run.cross_entropy(out_s, src_idx)
+                terms.update(run.source_terms(out_s, src_idx))
                 if c.memory_weight > 0:
                     terms["mem"] = c.memory_weight * nnpm.memory_loss(
                         out_s[1], run.source_targets[src_idx], memory, c.temperature,
@@ -198,7 +198,7 @@ def adapt_nnpm(cfg: AdaptConfig, data: AdaptData, model: EmotionModel,
                 memory.update(torch.as_tensor(src_idx), out_s[1], c.memory_momentum)
         run.end_epoch(log, pseudo=pseudo.stats(data.labels))
     run.model.eval()
-    for p in run.model.classifier.parameters():
+    for p in (p for head in heads for p in head.parameters()):
         p.requires_grad_(True)
     if cfg.target_bn_stats:
         reestimate_bn_statistics(run.model, [v[0] for v in data.target_views])
@@ -264,8 +264,8 @@ class _Run:
         self.rng = np.random.default_rng(cfg.optim.seed)
         self.model = model if model is not None else new_model(cfg, data)
         n_classes = len(data.labels)
-        if self.model.classifier.out_features != n_classes:
-            raise ValueError(f"the model has {self.model.classifier.out_features} classes, the "
+        if adapt_family.n_classes(self.model) != n_classes:
+            raise ValueError(f"the model has {adapt_family.n_classes(self.model)} classes, the "
                              f"data {n_classes} ({', '.join(data.labels)})")
         self.source_targets = torch.as_tensor(data.source_targets, dtype=torch.long)
         # batches are drawn with replacement, always `batch_size` of them (>= 2, for batch norm)
@@ -280,10 +280,17 @@ class _Run:
         self._sums: dict[str, float] = {}
         self._correct = self._seen = self._batches = 0
 
+    def optimizer(self, extra: list = ()) -> tuple[torch.optim.Optimizer, list]:
+        """AdamW over the model's trainable parameters and `extra`, and those parameters."""
+        groups = adapt_family.optimizer_groups(self.model, extra)
+        optimizer = torch.optim.AdamW(groups, lr=self.cfg.optim.lr,
+                                      weight_decay=self.cfg.optim.weight_decay)
+        return optimizer, [p for group in groups for p in group["params"]]
+
     def set_lr(self, optimizer: torch.optim.Optimizer) -> None:
         lr = get_lr(self.steps, self.total_steps, self.warmup_steps, self.cfg.optim.lr)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"] if "lr_scale" in group else lr
 
     def source_batch(self) -> tuple[np.ndarray, Batch]:
         """Indices and batch of source utterances, sampled balanced over corpus and class."""
@@ -305,6 +312,12 @@ class _Run:
         self._correct += int((out_s[0].argmax(1) == y).sum())
         self._seen += len(y)
         return F.cross_entropy(out_s[0], y, label_smoothing=self.cfg.optim.label_smoothing)
+
+    def source_terms(self, out_s, src_idx: np.ndarray) -> dict[str, torch.Tensor]:
+        """The source loss terms: cross-entropy ("ce"), and the family's others."""
+        return {"ce": self.cross_entropy(out_s, src_idx),
+                **adapt_family.source_aux_terms(self.model, out_s[1],
+                                                self.source_targets[src_idx])}
 
     def step(self, optimizer: torch.optim.Optimizer, params: list,
              terms: dict[str, torch.Tensor]) -> None:
@@ -354,7 +367,7 @@ def _progress_line(entry: dict, epochs: int, started: float) -> str:
     elapsed = time.perf_counter() - started
     eta = elapsed / entry["epoch"] * (epochs - entry["epoch"])
     terms = "  ".join(f"{k} {v:.3f}" for k, v in entry.items()
-                      if k in ("ce", "mem", "ml", "ml_mem", "lang"))
+                      if k in ("ce", "aux", "mem", "ml", "ml_mem", "lang"))
     line = f"epoch {entry['epoch']:3d}/{epochs}  {terms}"
     if entry.get("train_acc") is not None:
         line += f"  source acc {entry['train_acc']:.1%}"

@@ -3,7 +3,7 @@
 Utterances are batched by length (less padding in every statistic). Inference uses the model's
 running batch-norm statistics; `reestimate_bn_statistics` replaces them by a domain's own, and
 `embed_domain` embeds a domain normalised by its own statistics, as a model used on that domain
-normalises.
+normalises. Any model family: a multigate model's clips take the shared route.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from edge_ser import contract
+from edge_ser_train import adapt_family
 from edge_ser_train.model import EmotionModel
 
 STATISTICS_BATCH = 64
@@ -55,8 +56,8 @@ def embed_all(model: EmotionModel, feats_list: list[np.ndarray], batch_size: int
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """(embeddings (n, E), logits (n, K)) of whole utterances, in input order, with the model's
     running batch-norm statistics (`embed_domain` normalises by a domain's own)."""
-    embeddings = torch.empty(len(feats_list), model.classifier.in_features)
-    logits = torch.empty(len(feats_list), model.classifier.out_features)
+    embeddings = torch.empty(len(feats_list), adapt_family.embedding_dim(model))
+    logits = torch.empty(len(feats_list), adapt_family.n_classes(model))
     model.eval()
     for idx in by_length(feats_list, batch_size):
         out, emb = model(*padded([feats_list[i] for i in idx]))
