@@ -35,7 +35,8 @@ def stat(values: list[float]) -> str:
     if not values:
         return "—"
     v = 100 * np.asarray(values)
-    return f"{v.mean():.1f} ± {v.std():.1f}" if len(v) > 1 else f"{v.mean():.1f}"
+    # the sample standard deviation (n - 1): a few seeds, not the whole population of them
+    return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v.mean():.1f}"
 
 
 def index(cells: list[dict]) -> dict:
