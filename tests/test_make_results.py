@@ -160,3 +160,18 @@ def test_a_corpus_in_both_roles_is_refused(tmp_path):
     path.write_text("selection: [aa, bb]\nconfirmation: [bb]\n")
     with pytest.raises(ValueError, match="bb both selection and confirmation"):
         load_protocol(path)
+
+
+def test_a_cell_from_before_a_new_setting_matches_its_default():
+    from edge_ser_train.config import TrainConfig
+    from tools.make_results import recipe, same_recipe
+
+    current = recipe(TrainConfig())
+    older = json.loads(json.dumps(current))
+    del older["optim"]["mixup"]  # measured before the setting existed
+    assert same_recipe(older, current)
+    changed = json.loads(json.dumps(current))
+    changed["optim"]["mixup"] = 0.5
+    assert not same_recipe(older, changed)  # a non-default value is another recipe
+    older["optim"]["epochs"] = 10
+    assert not same_recipe(older, current)

@@ -59,6 +59,23 @@ def recipe(cfg: TrainConfig) -> dict:
     return plain
 
 
+def same_recipe(saved: dict, current: dict) -> bool:
+    """Whether a cell's recorded recipe is `current`. A setting the record lacks was added to
+    the config after the cell was measured; it matches when `current` holds its default, which
+    is the behaviour from before the setting existed."""
+    return _fill(saved, recipe(TrainConfig())) == current
+
+
+def _fill(saved: dict, defaults: dict) -> dict:
+    out = dict(saved)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = _fill(out[key], value)
+    return out
+
+
 def train_ours(cfg: TrainConfig, train_clips: list, test_clips: list) -> tuple[list, np.ndarray]:
     """Train the recipe on `train_clips`; (scored test clips, predicted class indices)."""
     from edge_ser_train.evaluate import clip_features
@@ -116,7 +133,7 @@ class Harness:
         cfg = self.config(cell.seed, sources)
         saved = read_cell(self.runs, cell)
         if saved is not None:
-            if saved["recipe"] != recipe(cfg):
+            if not same_recipe(saved["recipe"], recipe(cfg)):
                 raise SystemExit(f"{self.runs / cell.name}: measured with another recipe; "
                                  "use another --runs folder for this one")
             return saved
