@@ -23,7 +23,9 @@ For each corpus of the protocol as the target (selection and confirmation alike)
   `--set`) and are judged by the do-no-harm guard as `edge-ser adapt` judges them
   (train/adapt_guard.py `judge`); each cell records its verdict, whether the verdict was right
   (it said "not worse" and the adapted UA is at least the start model's, or "worse" and it is
-  below) and the UA of the model `adapt` returns (the adapted one or the start one).
+  below) and the UA of the model `adapt` returns (the adapted one or the start one). The target's
+  utterances are its clips (their cached views, as the training's), not the speech segments the
+  command cuts from a folder of recordings.
 
 Each cell (target, seed, system) is one JSON file in --runs, written when measured; a run resumes
 where it stopped and refuses a cell measured with another recipe. --render writes the markdown
