@@ -253,3 +253,16 @@ def test_package_scores_classifier_way_is_the_tables_prediction_and_fusion_follo
                                      pooled, references, labels)
         assert at["fused"] == pytest.approx(uas[way])
     assert uas["memory"] != pytest.approx(uas["classifier"])  # the bank is a second opinion
+
+
+def test_package_scores_start_from_the_tables_start_model(measured, capsys):
+    root, argv, _ = measured
+    i = argv.index("--out")
+    argv = argv[:i] + argv[i + 2:]
+    assert adaptation_package_scores.main([*argv, "--systems", "source", "nnpm_sf"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    source = next(line for line in lines if line.startswith("aa seed 0 source:"))
+    cell = cells_of(root / "runs")[("aa", "source")]
+    # the classifier way of the start model is the table's source-only prediction
+    assert f"classifier {100 * cell['scores']['adapt']['ua']:.1f}," in source
+    assert any(line.startswith("aa seed 0 nnpm_sf:") for line in lines)
