@@ -1,233 +1,205 @@
-"""The adaptation table's bookkeeping: runs of single seeds merge into one table whose means
-and comparisons come from the numbers given; and the arithmetic of the tools beside it
-(confusion matrices, the package's ways of scoring). No training here."""
+"""tools/make_adaptation_results.py end to end on three tiny generated corpora: the cells of one
+target and seed, resumed without training, refused under another recipe, and rendered from the
+numbers in the cells; and the arithmetic of the tools beside it (confusion matrices, the
+package's ways of scoring)."""
 
 from __future__ import annotations
 
 import pytest
 
 pytest.importorskip("torch", reason="needs torch: the [train] extra")
+pytest.importorskip("tools", reason="needs the repository's tools/ folder")
 
-import dataclasses
-import importlib.util
-import sys
-from pathlib import Path
+import csv  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
 
-import numpy as np
-import torch
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
+import torch  # noqa: E402
 
-from edge_ser.metrics import score
+from edge_ser.metrics import score  # noqa: E402
+from tools import adaptation_confusion, adaptation_package_scores  # noqa: E402
+from tools import make_adaptation_results as table  # noqa: E402
+from tools.adaptation_render import SYSTEMS, TITLES  # noqa: E402
+from tools.make_results import Harness, recipe  # noqa: E402
 
-TOOLS = Path(__file__).resolve().parent.parent / "tools"
-
-
-def tool(name: str):
-    """The module of `tools/<name>.py`, loaded from its path (tools are scripts, not a
-    package)."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+LABELS = ("angry", "happy", "neutral", "sad")
+COLUMNS = ["file", "corpus", "language", "speaker", "gender", "emotion", "emotion4", "text",
+           "sample_rate", "channels", "duration_s"]
+SR = 16_000
 
 
-table = tool("make_adaptation_results")
+def write_corpus(root, name: str, seed: int, speakers: int = 5, per_class: int = 2) -> int:
+    """Four 'emotions' of different pitch and loudness by speakers of different base pitch, and
+    one clip per speaker without a 4-class label; returns the number of clips."""
+    rng = np.random.default_rng(seed)
+    folder = root / name
+    folder.mkdir(parents=True)
+    rows = []
+    for spk in range(speakers):
+        base_hz = 100 + 20 * spk + 10 * seed
+        for label, pitch, level in (*zip(LABELS, (2.0, 1.6, 1.0, 0.8), (0.4, 0.3, 0.1, 0.05)),
+                                    ("", 1.3, 0.2)):
+            for i in range(per_class if label else 1):
+                t = np.arange(int(SR * rng.uniform(0.6, 1.0))) / SR
+                phase = 2 * np.pi * np.cumsum(base_hz * pitch * (1 + 0.03 * np.sin(10 * t))) / SR
+                x = sum(np.sin(k * phase) / k for k in range(1, 6))
+                x = level * x / np.max(np.abs(x)) + 0.002 * rng.standard_normal(len(t))
+                file = f"{name}_s{spk}_{label or 'other'}_{i}.wav"
+                sf.write(folder / file, x.astype(np.float32), SR)
+                rows.append({"file": file, "corpus": name, "language": name,
+                             "speaker": f"s{spk}", "gender": "f", "emotion": label or "other",
+                             "emotion4": label, "text": "", "sample_rate": SR, "channels": 1,
+                             "duration_s": len(t) / SR})
+    with (folder / "labels.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
 
 
-def raw(seed: int, ua: dict[str, float]) -> dict:
-    """One seed's raw numbers: every setting, every system at the UA given per system."""
-    main = {table.name_of(s): {system: [{"adapt_ua": value + 0.01 * seed, "adapt_wa": value,
-                                         "unseen_ua": value, **({"pseudo_ua": 0.3}
-                                                                if system == "nnpm" else {})}]
-                               for system, value in ua.items()}
-            for s in table.SETTINGS}
-    return {"seeds": [seed], "main": main, "ablations": {},
-            "pseudo_start": {table.name_of(s): [0.35] for s in table.SETTINGS}}
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """One target (aa) and one seed measured by the tool, every system."""
+    root = tmp_path_factory.mktemp("adaptation")
+    data = root / "data"
+    sizes = {name: write_corpus(data, name, i) for i, name in enumerate(("aa", "bb", "cc"))}
+    protocol = root / "protocol.yaml"
+    protocol.write_text("selection: [aa, bb]\nconfirmation: [cc]\nseeds: [0]\n"
+                        "test_fraction: 0.2\ncommon_sentences: []\n")
+    cache = root / "cache"
+    tiny = ["augment.views=1", "optim.epochs=1", "optim.batch_size=8"]
+    argv = ["--data", str(data), "--protocol", str(protocol), "--runs", str(root / "runs"),
+            "--out", str(root / "table.md"), "--targets", "aa", "--seeds", "0", "--threads", "1",
+            *[a for s in tiny + [f"source.cache_dir={cache}"] for a in ("--set", s)],
+            *[a for s in tiny + [f"data.cache_dir={cache}", "model.channels=8",
+                                 "model.dilations=[1]", "model.embedding_dim=8"]
+              for a in ("--train-set", s)]]
+    assert table.main(argv) == 0
+    return root, argv, sizes
 
 
-def test_seeds_run_apart_merge_into_one_table():
-    ua = {"source": 0.30, "source_bn": 0.31, "dann": 0.32, "dann_mixed": 0.29, "nnpm": 0.40,
-          "nnpm_sf": 0.36, "peer": 0.33}
-    merged = table.merge([raw(0, ua), raw(1, ua), raw(2, ua)])
-    assert merged["seeds"] == [0, 1, 2]
-    name = table.name_of(table.SETTINGS[0])
-    assert [r["adapt_ua"] for r in merged["main"][name]["nnpm"]] == pytest.approx(
-        [0.40, 0.41, 0.42])
-    text = table.render(merged, ["python tools/make_adaptation_results.py --seeds 0"],
-                        "table.yaml", None, ["| urdu | 400 | 29 | 96% | 26 |"])
-    assert "seeds 0, 1, 2" in text
-    # nnpm 41.0 mean vs source 31.0 and dann 33.0 (each +1 per seed, mean seed +1)
-    assert "NNPM's mean target UA is +10.0 points from source-only and +8.0 from DANN" in text
-    assert "NNPM is above source-only in 9 of 9 settings" in text
-    assert "| emodb->urdu | 31.0 ± 0.8 |" in text  # source-only, mean ± sd over the seeds
-    assert "| **mean of all** | 31.0 | 32.0 | 33.0 | 30.0 | 41.0 | 37.0 | 34.0 |" in text
-    assert "| urdu | 400 | 29 | 96% | 26 |" in text
+def cells_of(runs) -> dict[tuple[str, str], dict]:
+    return {(r["target"], r["system"]): r
+            for r in map(json.loads, (p.read_text() for p in runs.glob("adapt-*.json")))}
 
 
-def test_a_later_run_replaces_the_same_seed_setting_and_system():
-    ua = {"source": 0.30, "nnpm": 0.40, "nnpm_sf": 0.36}
-    full = [raw(0, ua), raw(1, ua)]
-    rerun = raw(1, {"source": 0.30, "nnpm_sf": 0.50})  # seed 1's source-free column re-run
-    name = table.name_of(table.SETTINGS[0])
-    rerun["main"] = {name: rerun["main"][name]}  # and only for the first setting
-    merged = table.merge([*full, rerun])
-    assert merged["seeds"] == [0, 1]
-    cell = merged["main"][name]
-    assert [r["adapt_ua"] for r in cell["nnpm_sf"]] == pytest.approx([0.36, 0.51])
-    assert [r["adapt_ua"] for r in cell["nnpm"]] == pytest.approx([0.40, 0.41])  # kept
-    other = merged["main"][table.name_of(table.SETTINGS[1])]
-    assert [r["adapt_ua"] for r in other["nnpm_sf"]] == pytest.approx([0.36, 0.37])
+def test_every_system_of_the_target_is_one_cell_from_one_start_model(measured):
+    root, argv, sizes = measured
+    runs = root / "runs"
+    assert sorted(p.name for p in runs.glob("*.json")) == sorted(
+        f"adapt-aa-s0-{s}.json" for s in SYSTEMS)
+    assert [p.name for p in (runs / "start").iterdir()] == ["lolo-aa-s0.pt"]
+    cells = cells_of(runs)
+    source = cells[("aa", "source")]
+    # the start model is make_results' LOLO model: same training corpora and recipe
+    args = table.parse(argv)
+    harness = Harness(args.data, runs, args.protocol, args.train_config,
+                      args.train_set + ["optim.threads=1"])
+    assert source["train_corpora"] == ["bb", "cc"]
+    assert source["recipe"]["train"] == recipe(harness.config(0, ["bb", "cc"]))
+    # every clip of the target, labelled or not, is in the adaptation set or held out
+    assert source["adaptation_set"]["clips"] + source["unseen"]["clips"] == sizes["aa"]
+    assert source["unseen"]["speakers"] == 1 and source["adaptation_set"]["speakers"] == 4
+    labelled_clips = sizes["aa"] - 5
+    assert sum(source["scores"][p]["count"] for p in table.PARTS) == labelled_clips
+    for system in SYSTEMS:
+        cell = cells[("aa", system)]
+        assert ("guard" in cell) == (system in ("dann", "nnpm", "nnpm_sf")), system
+        p = cell["predictions"]
+        keep = [i for i, part in enumerate(p["part"]) if part == "adapt"]
+        assert cell["scores"]["adapt"]["ua"] == pytest.approx(score(
+            np.array(p["reference"])[keep], np.array(p["predicted"])[keep], LABELS).ua)
+        if "guard" in cell:
+            guard = cell["guard"]
+            # the guard compares with the start model: the source-only cell's UA
+            assert guard["start_ua"] == pytest.approx(source["scores"]["adapt"]["ua"])
+            assert guard["adapted_ua"] == pytest.approx(cell["scores"]["adapt"]["ua"])
+            kept = guard["estimate"] == "not worse"
+            assert guard["returned_ua"] == pytest.approx(
+                guard["adapted_ua"] if kept else guard["start_ua"])
+            assert guard["right"] == (kept == (guard["adapted_ua"] >= guard["start_ua"]))
+    with_source = cells[("aa", "nnpm")]["guard"]["report"]["checks"]["source_accuracy"]
+    source_free = cells[("aa", "nnpm_sf")]["guard"]["report"]["checks"]["source_accuracy"]
+    assert with_source["passed"] is not None and source_free["passed"] is None
 
 
-def test_a_system_missing_from_a_setting_is_left_out_of_the_columns():
-    ua = {"source": 0.30, "dann": 0.32, "nnpm": 0.28}
-    part = raw(0, ua)
-    del part["main"][table.name_of(table.SETTINGS[-1])]["dann"]
-    text = table.render(table.merge([part]), ["cmd"], "table.yaml", None)
-    header = next(line for line in text.splitlines() if line.startswith("| setting |"))
-    assert "DANN" not in header and "NNPM" in header
-    assert "NNPM against the baselines" not in text  # needs source-only and DANN everywhere
+def test_a_second_run_resumes_without_training(measured, monkeypatch):
+    root, argv, _ = measured
+    before = {p.name: p.read_text() for p in (root / "runs").glob("*.json")}
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr("tools.start_models.train", refuse)
+    monkeypatch.setattr(table, "adapt", refuse)
+    monkeypatch.setattr(table.AdaptationTable, "start", refuse)
+    assert table.main(argv) == 0
+    assert {p.name: p.read_text() for p in (root / "runs").glob("*.json")} == before
 
 
-def test_a_column_measured_on_fewer_seeds_says_so_in_its_title():
-    runs = [raw(0, {"source": 0.30, "nnpm": 0.40}), raw(1, {"source": 0.30, "nnpm": 0.40}),
-            raw(2, {"source": 0.30})]
-    text = table.render(table.merge(runs), ["cmd"], "table.yaml", None)
-    header = next(line for line in text.splitlines() if line.startswith("| setting |"))
-    assert header == "| setting | source-only | NNPM (2 of 3 seeds) |"
+@pytest.mark.parametrize("override", [["--set", "nnpm.k=3"],
+                                      ["--train-set", "optim.lr=0.001"]])
+def test_a_cell_measured_with_another_recipe_is_refused(measured, override):
+    _, argv, _ = measured
+    with pytest.raises(SystemExit, match="adapt-aa-s0-.*another recipe"):
+        table.main([*argv, "--systems", "nnpm", *override])
 
 
-def test_a_render_can_keep_only_some_settings_and_columns():
-    runs = [raw(0, {"source": 0.30, "dann": 0.32, "nnpm": 0.40, "peer": 0.33}),
-            raw(1, {"source": 0.30, "dann": 0.32, "nnpm": 0.40, "peer": 0.33})]
-    pair = table.name_of(table.PAIRS[0])
-    runs[0]["ablations"] = {pair: {"single": [{"adapt_ua": 0.5, "unseen_ua": 0.5}]},
-                            table.name_of(table.LOLO[0]): {"single": [{"adapt_ua": 0.6}]}}
-    cut = table.restrict(table.merge(runs), [pair], ["source", "nnpm"])
-    assert list(cut["main"]) == [pair] and list(cut["pseudo_start"]) == [pair]
-    assert list(cut["main"][pair]) == ["source", "nnpm"]
-    assert list(cut["ablations"]) == [pair]
-    text = table.render(cut, ["cmd"], "table.yaml", None)
-    header = next(line for line in text.splitlines() if line.startswith("| setting |"))
-    assert header == "| setting | source-only | NNPM |"
-    assert "mean of the 3 LOLO" not in text
-    everything = table.restrict(table.merge(runs), [], None)
-    assert len(everything["main"]) == len(table.SETTINGS)
-    assert list(everything["main"][pair]) == ["source", "dann", "nnpm", "peer"]
+def test_the_render_shows_the_cells_numbers_and_what_it_lacks(measured):
+    root, argv, _ = measured
+    runs = root / "runs"
+    # a second selection target's cells: aa's, each UA moved by a different amount
+    for i, system in enumerate(SYSTEMS):
+        cell = json.loads((runs / f"adapt-aa-s0-{system}.json").read_text())
+        cell["target"] = "bb"
+        for part in table.PARTS:
+            cell["scores"][part]["ua"] = 0.2 + 0.07 * i + (0.05 if part == "unseen" else 0)
+        if "guard" in cell:
+            cell["guard"].update(start_ua=0.5, adapted_ua=0.3, returned_ua=0.3, right=False,
+                                 estimate="not worse")
+        (runs / f"adapt-bb-s0-{system}.json").write_text(json.dumps(cell))
+    out = root / "rendered.md"
+    assert table.main(["--render", "--runs", str(runs), "--protocol", argv[3],
+                       "--out", str(out)]) == 0
+    text = out.read_text()
+    cells = cells_of(runs)
+
+    def ua(target, system, part="adapt"):
+        return cells[(target, system)]["scores"][part]["ua"]
+
+    def row(title: str, section: str) -> list[str]:
+        """The cells after the first of the row starting with `title` in `section`."""
+        lines = text.split(section)[1].splitlines()
+        line = next(line for line in lines if line.startswith(f"| {title} |"))
+        return [c.strip() for c in line.strip().strip("|").split("|")][1:]
+
+    per_target = row("aa", "## Per target: UA %, adaptation set")
+    assert per_target[1:1 + len(SYSTEMS)] == [f"{100 * ua('aa', s):.1f}" for s in SYSTEMS]
+    means = row("**selection mean**", "## Per target: UA %, adaptation set")
+    assert means[1:1 + len(SYSTEMS)] == [
+        f"{100 * np.mean([ua('aa', s), ua('bb', s)]):.1f}" for s in SYSTEMS]
+    unseen = row("**selection mean**", "## Per target: UA %, speakers held out")
+    assert unseen[1:1 + len(SYSTEMS)] == [
+        f"{100 * np.mean([ua('aa', s, 'unseen'), ua('bb', s, 'unseen')]):.1f}" for s in SYSTEMS]
+    nnpm = row(TITLES["nnpm"], "## By role")
+    gain = np.mean([ua(t, "nnpm") - ua(t, "source") for t in ("aa", "bb")])
+    assert nnpm[:2] == [f"{100 * np.mean([ua('aa', 'nnpm'), ua('bb', 'nnpm')]):.1f}",
+                        f"{100 * gain:+.1f}"]
+    assert nnpm[2] == "—"  # cc, the confirmation target, is not measured
+
+    guards = [cells[(t, "nnpm_sf")]["guard"] for t in ("aa", "bb")]
+    right = sum(g["right"] for g in guards)
+    harm = sum(g["returned_ua"] < g["start_ua"] - 0.01 for g in guards)
+    guard_row = row(TITLES["nnpm_sf"], "## The do-no-harm guard")
+    assert guard_row[:3] == ["selection", "2", f"{right} ({right / 2:.0%})"]
+    assert guard_row[-1] == f"{harm}" and harm >= 1  # bb's returned model lost 20 points
+    assert "**Partial table**: 6 of 18 cells" in text
+    assert "cc source (seed 0)" in text and "aa source (seed" not in text
 
 
-def test_a_render_keeps_the_ablation_rows_named_in_their_order():
-    cells = {"single": [{"adapt_ua": 0.5, "unseen_ua": 0.4}],
-             "k3": [{"adapt_ua": 0.6, "unseen_ua": 0.4}],
-             "k30": [{"adapt_ua": 0.7, "unseen_ua": 0.4}]}
-    part = raw(0, {"source": 0.30, "dann": 0.32})
-    part["ablations"] = {table.name_of(p): cells for p in table.PAIRS}
-    order = ["k30", "single"]
-    cut = table.restrict(table.merge([part]), [table.name_of(p) for p in table.PAIRS],
-                         None, order)
-    assert set(cut["ablations"][table.name_of(table.PAIRS[0])]) == {"k30", "single"}
-    text = table.render(cut, ["cmd"], "table.yaml", None, variants=order)
-    rows = [line.split(" |")[0] for line in text.split("## NNPM ablations")[1].splitlines()
-            if line.startswith("| ") and not line.startswith("| variant")]
-    assert rows == ["| k = 30", "| single pseudo-label"]
-    assert "the first row is NNPM as configured" not in text  # no NNPM column here
-
-
-def test_the_table_runs_the_defaults_but_for_its_source_models_architecture():
-    """Every cell's base is the defaults with the source-only models trained without the
-    running input normalisation; NNPM's column is that base."""
-    from edge_ser.config import load_config
-    from edge_ser_train.adapt_config import AdaptConfig
-
-    config = table.ROOT / "configs/adapt/table.yaml"
-    base = load_config(AdaptConfig, config)
-    default = AdaptConfig()
-    assert base == dataclasses.replace(
-        default, model=dataclasses.replace(default.model, norm_window_s=0.0))
-    assert load_config(AdaptConfig, config, table.SYSTEMS["nnpm"][0]) == base
-    source = load_config(AdaptConfig, config, table.SOURCE_TRAINING)
-    assert (source.method, source.optim.epochs, source.optim.warmup_epochs) == ("source", 20, 2)
-
-
-def test_each_variant_is_one_change_to_nnpm_as_it_was_measured_against():
-    """An ablation differs from NNPM as configured in the one setting its name says, a
-    candidate from NNPM as configured before 2 centroids per class became the default
-    (`CANDIDATE_BASE`); the adopted ones are the default itself."""
-    from edge_ser.config import load_config, to_dict
-    from edge_ser_train.adapt_config import AdaptConfig
-
-    config = table.ROOT / "configs/adapt/table.yaml"
-    nnpm = table.SYSTEMS["nnpm"][0]
-
-    def flat(cfg) -> dict:
-        d = to_dict(cfg)
-        return {**{f"nnpm.{k}": v for k, v in d["nnpm"].items()},
-                **{f"optim.{k}": v for k, v in d["optim"].items()}}
-
-    now = flat(load_config(AdaptConfig, config, nnpm))
-    before = flat(load_config(AdaptConfig, config, nnpm + table.CANDIDATE_BASE))
-
-    def changed(base, overrides):
-        cfg = flat(load_config(AdaptConfig, config, nnpm + overrides))
-        return {k: v for k, v in cfg.items() if base[k] != v}
-
-    assert now["nnpm.label_centroids"] == 2 and before["nnpm.label_centroids"] == 4
-    for name, (overrides, _) in table.ABLATIONS.items():
-        assert len(changed(now, overrides)) == 1, name
-        assert changed(now, overrides).get("nnpm.k", 0) < 8, name  # k >= 8 votes as 10
-    for name, (overrides, _) in table.CANDIDATES.items():
-        assert len(changed(before, overrides)) == 1, name
-    assert changed(now, table.ABLATIONS["centroids4"][0]) == {"nnpm.label_centroids": 4}
-    assert changed(now, table.ABLATIONS["no_memory_loss"][0]) == {"nnpm.memory_weight": 0.0}
-    assert changed(before, table.CANDIDATES["centroids8"][0]) == {"nnpm.label_centroids": 8}
-    assert all(changed(now, overrides) == {} for overrides, _ in table.ADOPTED.values())
-    assert changed(now, table.MOOT["k30"][0]) == {"nnpm.k": 30}  # 30 and 10 both take all 8
-    assert len(table.VARIANTS) == (len(table.ABLATIONS) + len(table.MOOT) + len(table.ADOPTED)
-                                   + len(table.CANDIDATES))  # no name hides another
-
-
-def test_an_experiment_configures_each_system_from_the_file_as_it_was_read(tmp_path):
-    """A system's configuration is the one read at the start plus its overrides, equal to
-    loading the file with them, and an edit of the file during a run does not reach it."""
-    from types import SimpleNamespace
-
-    from edge_ser.config import load_config
-    from edge_ser_train.adapt_config import AdaptConfig
-
-    config = tmp_path / "table.yaml"
-    config.write_text((table.ROOT / "configs/adapt/table.yaml").read_text())
-    overrides = table.ABLATIONS["tau0.05"][0]
-    experiment = SimpleNamespace(base=load_config(AdaptConfig, config, ["optim.threads=1"]))
-    expected = load_config(AdaptConfig, config, ["optim.threads=1", *overrides, "optim.seed=3"])
-    assert table.Experiment.config(experiment, 3, overrides) == expected
-    config.write_text(config.read_text().replace("norm_window_s: 0.0", "norm_window_s: 0.5"))
-    assert load_config(AdaptConfig, config).model.norm_window_s == 0.5
-    assert table.Experiment.config(experiment, 3, []).model.norm_window_s == 0.0
-
-
-def test_source_cache_key_follows_the_training_configuration_and_clips():
-    from types import SimpleNamespace
-
-    from edge_ser.config import load_config
-    from edge_ser_train.adapt_config import AdaptConfig
-
-    clips = [SimpleNamespace(corpus="emodb", path=Path("a.wav"), label="sad")]
-    base = load_config(AdaptConfig, None, table.SOURCE_TRAINING + ["optim.seed=0"])
-    key = table.source_cache_key(base, clips)
-    assert key == table.source_cache_key(base, list(clips))
-    other_seed = load_config(AdaptConfig, None, table.SOURCE_TRAINING + ["optim.seed=1"])
-    assert table.source_cache_key(other_seed, clips) != key
-    more = clips + [SimpleNamespace(corpus="emodb", path=Path("b.wav"), label="angry")]
-    assert table.source_cache_key(base, more) != key
-    other_nnpm = load_config(AdaptConfig, None,
-                             table.SOURCE_TRAINING + ["optim.seed=0", "nnpm.k=3"])
-    assert table.source_cache_key(other_nnpm, clips) == key
-
-
-def test_confusion_counts_reference_rows_and_predicted_columns():
-    adaptation_confusion = tool("adaptation_confusion")
-
+def test_confusion_counts_reference_rows_and_predicted_columns(measured, capsys):
     references = np.array([0, 0, 1, 2, 2, 2])
     predictions = np.array([0, 1, 1, 0, 2, 2])
     matrix = adaptation_confusion.confusion(references, predictions, 3)
@@ -237,10 +209,17 @@ def test_confusion_counts_reference_rows_and_predicted_columns():
     assert "| c | 1 | 0 | 2 | 67% |" in text
     # recalls 1/2, 1, 2/3
     assert text.endswith("UA of the summed matrix 72.2%")
+    # from the table's cells: the summed matrix of one seed is the cell's confusion
+    root, _, _ = measured
+    assert adaptation_confusion.main(["--runs", str(root / "runs"), "--target", "aa",
+                                      "--systems", "nnpm"]) == 0
+    cell = cells_of(root / "runs")[("aa", "nnpm")]
+    expected = adaptation_confusion.render(np.array(cell["scores"]["adapt"]["confusion"]),
+                                           LABELS)
+    assert expected in capsys.readouterr().out
 
 
 def test_package_scores_classifier_way_is_the_tables_prediction_and_fusion_follows_the_bank():
-    package_scores = tool("adaptation_package_scores")
     from edge_ser_export.config import ExportConfig
     from edge_ser_export.memory_bank import build_memory_bank, clip_embeddings
     from edge_ser_export.sweep import pooled_whole_clips
@@ -261,6 +240,7 @@ def test_package_scores_classifier_way_is_the_tables_prediction_and_fusion_follo
                              ExportConfig().memory_bank)
     pooled = pooled_whole_clips(model, feats)
 
+    package_scores = adaptation_package_scores
     cfg = ExportConfig()
     uas = package_scores.head_uas(package_scores.package_scorer(model, bank, cfg), pooled,
                                   references, labels)
@@ -273,3 +253,16 @@ def test_package_scores_classifier_way_is_the_tables_prediction_and_fusion_follo
                                      pooled, references, labels)
         assert at["fused"] == pytest.approx(uas[way])
     assert uas["memory"] != pytest.approx(uas["classifier"])  # the bank is a second opinion
+
+
+def test_package_scores_start_from_the_tables_start_model(measured, capsys):
+    root, argv, _ = measured
+    i = argv.index("--out")
+    argv = argv[:i] + argv[i + 2:]
+    assert adaptation_package_scores.main([*argv, "--systems", "source", "nnpm_sf"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    source = next(line for line in lines if line.startswith("aa seed 0 source:"))
+    cell = cells_of(root / "runs")[("aa", "source")]
+    # the classifier way of the start model is the table's source-only prediction
+    assert f"classifier {100 * cell['scores']['adapt']['ua']:.1f}," in source
+    assert any(line.startswith("aa seed 0 nnpm_sf:") for line in lines)

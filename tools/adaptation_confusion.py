@@ -1,37 +1,26 @@
-"""Confusion matrices of the adaptation systems on one source -> target setting.
+"""Confusion matrices of the adaptation systems on one target, from the adaptation table's cells.
 
-    python -m tools.adaptation_confusion --data ../shared/data --setting 'emodb->urdu' \
-        --seeds 0 1 2 --source-cache runs/source_models --set optim.threads=1
+    python -m tools.adaptation_confusion --target emodb [--runs runs/adaptation] [--seeds 0 1 2]
 
-Each system (source-only, source-only + target BN, DANN, NNPM, as in the experiment table:
-`tools/make_adaptation_results.py`, whose models and splits this reuses) is scored on the
-labelled clips of the target's adaptation set; the matrices of all seeds are summed (rows: the
-reference class, columns: the predicted one). A table's mean UA says how much a method loses on
-a setting; the matrix says which classes it confuses, and whether adaptation created the
-confusion or inherited it from the source model. The UA printed is the summed matrix's, which
-weighs the seeds by their clip counts, so it can differ from the table's mean over seeds by a
-tenth of a point or so.
+Each cell of the table (`tools/make_adaptation_results.py`) keeps every scored clip's reference
+and prediction; the matrices of the seeds asked for are summed (rows: the reference class,
+columns: the predicted one), on the labelled clips of the adaptation set (`--part unseen`: of
+the held-out speakers). A table's mean UA says how much a method loses on a target; the matrix
+says which classes it confuses, and whether adaptation created the confusion or inherited it
+from the start model. The UA printed is the summed matrix's, which weighs the seeds by their
+clip counts, so it can differ from the table's mean over seeds by a tenth of a point or so.
+Nothing is trained.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
-from edge_ser_train.corpus import labelled
-from edge_ser_train.inference import predict
-from tools.make_adaptation_results import (
-    DERIVED,
-    PAIRS,
-    SETTINGS,
-    SYSTEMS,
-    Experiment,
-    experiment_arguments,
-    name_of,
-)
-
-CONFUSION_SYSTEMS = ("source", "source_bn", "dann", "nnpm")
+from tools.adaptation_render import SYSTEMS, TITLES, index, read_adaptation_cells
+from tools.protocol import ROOT
 
 
 def confusion(references: np.ndarray, predictions: np.ndarray, n_classes: int) -> np.ndarray:
@@ -54,32 +43,29 @@ def render(matrix: np.ndarray, labels: tuple[str, ...]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    experiment_arguments(parser)
-    parser.add_argument("--setting", required=True, choices=[name_of(s) for s in SETTINGS])
-    parser.add_argument("--systems", nargs="+", default=list(CONFUSION_SYSTEMS),
-                        choices=CONFUSION_SYSTEMS)
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "adaptation")
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--part", choices=("adapt", "unseen"), default="adapt")
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: every one measured")
+    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
     args = parser.parse_args(argv)
-    exp = Experiment(args, log=lambda _: None)
-    sources, target = next(s for s in SETTINGS if name_of(s) == args.setting)
-    labels = exp.labels
-    totals = {s: np.zeros((len(labels), len(labels)), dtype=np.int64) for s in args.systems}
-    for seed in args.seeds:
-        source_model = exp.train_source(sources, seed)
-        split = exp.split((sources, target), seed)
-        scored = labelled(split.adapt_clips, labels)
-        references = np.array([labels.index(c.label) for c in scored])
-        for system in args.systems:
-            overrides = SYSTEMS[system][0] if system in SYSTEMS else None
-            model, _ = exp.system_model(system, overrides, seed, source_model, split.data,
-                                        split.source_clips)
-            predictions = predict(model, [exp.views[c.path][0] for c in scored])
-            totals[system] += confusion(references, predictions, len(labels))
-    kind = "pair" if (sources, target) in PAIRS else "leave-one-language-out"
-    print(f"# {args.setting} ({kind}), adaptation set, seeds "
-          f"{', '.join(map(str, args.seeds))} summed\n")
+    cells = index(read_adaptation_cells(args.runs))
     for system in args.systems:
-        print(f"## {SYSTEMS[system][1] if system in SYSTEMS else DERIVED[system]}\n")
-        print(render(totals[system], labels) + "\n")
+        by_seed = {s: r for s, r in cells.get((args.target, system), {}).items()
+                   if args.seeds is None or s in args.seeds}
+        if not by_seed:
+            print(f"## {TITLES[system]}: no cell in {args.runs}\n")
+            continue
+        labels = tuple(next(iter(by_seed.values()))["scores"][args.part]["labels"])
+        total = np.zeros((len(labels), len(labels)), dtype=np.int64)
+        for record in by_seed.values():
+            p = record["predictions"]
+            keep = [i for i, part in enumerate(p["part"]) if part == args.part]
+            total += confusion(np.array(p["reference"])[keep], np.array(p["predicted"])[keep],
+                               len(labels))
+        print(f"## {TITLES[system]} ({args.target}, {args.part}, seeds "
+              f"{', '.join(map(str, sorted(by_seed)))} summed)\n")
+        print(render(total, labels) + "\n")
     return 0
 
 

@@ -1,9 +1,8 @@
 """Target UA of the adaptation systems as their model packages would score the target.
 
-    python -m tools.adaptation_package_scores --data ../shared/data --seeds 0 1 2 \
-        --source-cache runs/source_models --set optim.threads=1
+    python -m tools.adaptation_package_scores --data ../shared/data --seeds 0 1 2 --threads 1
 
-The experiment table (`tools/make_adaptation_results.py`) scores each system by its classifier
+The adaptation table (`tools/make_adaptation_results.py`) scores each system by its classifier
 head. A model package, what `edge-ser adapt` writes and every command runs, scores a clip three
 ways (`edge_ser.scoring.WindowScorer`): the classifier head, the memory bank, and the two fused
 at the export's `fusion.memory_weight`. This tool scores the table's models (the same source
@@ -12,7 +11,8 @@ adaptation set, with the memory bank each system's package carries: built from t
 clips through the system's model, as `export package` and `edge-ser adapt --source` build it;
 for NNPM without source audio, the start model's bank, which `edge-ser adapt` without
 `--source` ships unchanged. Embeddings are fp32 torch of whole clips, the numbers the fp32
-runtime gives (`export sweep` uses the same).
+runtime gives (`export sweep` uses the same). The start models are the table's (--runs/start);
+the adapted models are trained again, as the table trains them (the table keeps no weights).
 """
 
 from __future__ import annotations
@@ -31,17 +31,14 @@ from edge_ser.scoring import WindowScorer
 from edge_ser_export.config import ExportConfig
 from edge_ser_export.evaluate import HEADS, head_predictions
 from edge_ser_export.head import head_arrays
+from edge_ser_export.memory_bank import build_memory_bank, clip_embeddings
 from edge_ser_export.sweep import pooled_whole_clips
-from edge_ser_train.corpus import labelled
+from tools.adaptation_render import TITLES
 from tools.make_adaptation_results import (
-    COLUMNS,
-    DERIVED,
-    PAIRS,
-    SETTINGS,
-    SYSTEMS,
-    Experiment,
-    experiment_arguments,
-    name_of,
+    AdaptationTable,
+    table_arguments,
+    targets_of,
+    with_threads,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +67,7 @@ def render(results: dict, settings: list[str], systems: list[str], memory_weight
     head = "| system | way | " + " | ".join(settings) + " | mean |"
     lines = [head, "|---" * (len(settings) + 3) + "|"]
     for system in systems:
-        title = SYSTEMS[system][1] if system in SYSTEMS else DERIVED[system]
+        title = TITLES[system]
         for way in HEADS:
             per = [100 * float(np.mean([seed[way] for seed in results[s][system]]))
                    for s in settings]
@@ -82,48 +79,45 @@ def render(results: dict, settings: list[str], systems: list[str], memory_weight
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    experiment_arguments(parser)
+    table_arguments(parser)
     parser.add_argument("--export-config", type=Path,
                         default=ROOT / "configs/export/default.yaml")
-    parser.add_argument("--only", nargs="+", default=[name_of(s) for s in PAIRS],
-                        choices=[name_of(s) for s in SETTINGS], help="settings (default: the 6 "
-                        "pairs)")
     parser.add_argument("--systems", nargs="+", default=list(PACKAGE_SYSTEMS),
                         choices=PACKAGE_SYSTEMS)
     parser.add_argument("--raw", type=Path, default=None,
                         help="also write the per-seed UAs here (JSON)")
-    args = parser.parse_args(argv)
-    exp = Experiment(args, log=lambda _: None)
+    args = with_threads(parser.parse_args(argv))
+    table = AdaptationTable(args, log=lambda _: None)
     export_cfg = load_config(ExportConfig, args.export_config)
-    labels = exp.labels
-    systems = [s for s in COLUMNS if s in args.systems]
+    labels = table.labels
+    systems = [s for s in PACKAGE_SYSTEMS if s in args.systems]
     results: dict[str, dict[str, list[dict]]] = {}
-    for setting in (s for s in SETTINGS if name_of(s) in args.only):
-        sources = setting[0]
-        per_system = results.setdefault(name_of(setting), {s: [] for s in systems})
-        for seed in args.seeds:
-            source_model = exp.train_source(sources, seed)
-            split = exp.split(setting, seed)
-            scored = labelled(split.adapt_clips, labels)
-            references = np.array([labels.index(c.label) for c in scored])
-            feats = [exp.views[c.path][0] for c in scored]
+    for target in targets_of(args, table.protocol):
+        per_system = results.setdefault(target, {s: [] for s in systems})
+        for seed in args.seeds or table.protocol.seeds:
+            start, _ = table.start(target, seed)
+            _, feats, parts, references = table.scored(target, seed)
+            keep = [i for i, part in enumerate(parts) if part == "adapt"]
+            feats, references = [feats[i] for i in keep], references[keep]
+            _, source_clips, _ = table.harness.split("lolo", target, seed)
+            source_feats = [v[0] for v in table.views(source_clips,
+                                                      table.adapt_config("nnpm", seed))]
+            source_targets = np.array([labels.index(c.label) for c in source_clips])
             for system in systems:
-                overrides = SYSTEMS[system][0] if system in SYSTEMS else None
-                model, _ = exp.system_model(system, overrides, seed, source_model,
-                                            split.data, split.source_clips)
+                model, _ = table.system_model(system, target, seed)
                 model.eval()
                 # without source audio the package keeps the start model's bank
-                bank_model = source_model if system == "nnpm_sf" else model
-                bank = exp.package_bank(bank_model, split.source_clips, export_cfg.memory_bank)
+                bank = start.bank if system == "nnpm_sf" else build_memory_bank(
+                    clip_embeddings(model, source_feats), source_targets, labels,
+                    export_cfg.memory_bank)
                 uas = head_uas(package_scorer(model, bank, export_cfg),
                                pooled_whole_clips(model, feats), references, labels)
                 per_system[system].append(uas)
-                print(f"{name_of(setting)} seed {seed} {system}: "
+                print(f"{target} seed {seed} {system}: "
                       + ", ".join(f"{h} {100 * v:.1f}" for h, v in uas.items()), flush=True)
         if args.raw:
             write_text_atomic(args.raw, json.dumps(results, indent=1))
-    print(f"\n# Target UA (adaptation set) by the package's ways of scoring, seeds "
-          f"{', '.join(map(str, args.seeds))}\n")
+    print("\n# Target UA (adaptation set) by the package's ways of scoring\n")
     print(render(results, list(results), systems, export_cfg.fusion.memory_weight))
     return 0
 

@@ -42,16 +42,14 @@ from edge_ser.atomic_write import write_text_atomic
 from edge_ser.config import load_config, to_dict
 from edge_ser.metrics import score
 from edge_ser_export.adapt_job import run_adaptation
-from edge_ser_export.config import MemoryBankConfig
-from edge_ser_export.memory_bank import build_memory_bank, clip_embeddings
 from edge_ser_train.adapt_config import AdaptConfig
 from edge_ser_train.config import TrainConfig
 from edge_ser_train.corpus import labelled, read_corpus
 from edge_ser_train.evaluate import clip_features
 from edge_ser_train.run import git_commit
-from edge_ser_train.trainer import load_checkpoint, predict_logits, save_checkpoint, train
-from edge_ser_train.views import load_views
+from edge_ser_train.trainer import load_checkpoint, predict_logits
 from tools.protocol import PROTOCOL, ROOT, check_roles, discover_corpora, load_protocol
+from tools.start_models import start_checkpoint
 
 MODES = ("source_free", "source")
 VOLATILE = (("optim", "seed"), ("optim", "threads"))
@@ -115,27 +113,9 @@ class GuardStudy:
         """The LOLO start checkpoint of `target` and `seed`, trained once, with the memory
         bank an export would ship (so that adapt can run without source audio)."""
         cfg = self.train_config(target, seed)
-        path = self.args.runs / "start" / f"lolo-{target}-s{seed}.pt"
-        if path.is_file():
-            _, saved, _ = load_checkpoint(path)
-            if recipe(saved) != recipe(cfg):
-                raise SystemExit(f"{path}: trained with another recipe; use another --runs")
-            return path
         clips = [c for f in cfg.data.corpora for c in labelled(read_corpus(f), cfg.data.labels)]
-        started = time.perf_counter()
-        result = train(cfg, clips, lambda _msg: None)
-        views = load_views(clips, cfg.augment.views, cfg.augment, cfg.data.max_clip_s,
-                           cfg.data.cache_dir, workers=cfg.optim.threads)
-        targets = np.array([cfg.data.labels.index(c.label) for c in clips])
-        bank = build_memory_bank(clip_embeddings(result.model, [v[0] for v in views]), targets,
-                                 cfg.data.labels, MemoryBankConfig())
-        stored = {"centroids": torch.from_numpy(bank["centroids"]),
-                  "centroid_labels": torch.from_numpy(bank["centroid_labels"].astype(np.int64)),
-                  "temperature": float(bank["temperature"]), "top_k": int(bank["top_k"])}
-        save_checkpoint(result, cfg, path, extra={"memory_bank": stored})
-        self.log(f"  start model for {target}, seed {seed}: {len(clips)} clips "
-                 f"({time.perf_counter() - started:.0f} s)")
-        return path
+        return start_checkpoint(cfg, clips, self.args.runs / "start" / f"lolo-{target}-s{seed}.pt",
+                                self.log)
 
     def target_features(self, target: str, labels: tuple[str, ...]):
         if target not in self._target_feats:
