@@ -127,8 +127,10 @@ def _from_package(root: Path) -> tuple[Path, dict, dict | None, dict]:
         raise AdaptError(f"{root}: this model package carries no trainable weights "
                          f"({FILES['checkpoint']}); pass the checkpoint it was exported from "
                          "as --model")
-    return package.path(FILES["checkpoint"]), bank, exemplars, {
-        "package": str(root), "package_name": package.manifest.get("name", "")}
+    description = {"package": str(root), "package_name": package.manifest.get("name", "")}
+    if exemplars is not None:
+        description["exemplar_origin"] = package.manifest["adaptation_memory"].get("origin", "")
+    return package.path(FILES["checkpoint"]), bank, exemplars, description
 
 
 def load_sources(cfg: AdaptConfig, corpora: list[Path], labels: tuple[str, ...], log):
@@ -266,9 +268,11 @@ def _carried_exemplars(start: StartModel) -> dict | None:
     if start.exemplars is None:
         return None
     name = start.description.get("package") or start.description["checkpoint"]
-    return {"arrays": start.exemplars,
-            "origin": f"carried unchanged from the start model {name} (sha256 of its "
-                      f"checkpoint {start.description['sha256']}): its embedding space"}
+    origin = (f"carried unchanged from the start model {name} (sha256 of its checkpoint "
+              f"{start.description['sha256']}): its embedding space")
+    if start.description.get("exemplar_origin"):
+        origin += f"; there: {start.description['exemplar_origin']}"
+    return {"arrays": start.exemplars, "origin": origin}
 
 
 def _write(out: Path, cfg: AdaptConfig, export_cfg: ExportConfig, start: StartModel,

@@ -173,3 +173,6 @@ def test_source_free_adapt_builds_its_memory_from_the_set_and_carries_it(tmp_pat
                  "target.min_segments=4", "--export-set", "gate.min_agreement=0.5"]) == 0
     assert "24 exemplars" in json.loads((again / "adaptation.json").read_text())[
         "source"]["memory"]
+    # whose space the set is in stays traceable over a chain of adaptations
+    assert "; there: carried unchanged from the start model " in load_package(again).manifest[
+        "adaptation_memory"]["origin"]
