@@ -6,6 +6,8 @@
     PKG/head.npz            projection (BatchNorm folded in) and classifier, float32
     PKG/memory_bank.npz     L2-normalised class centroids, float16, with temperature and top-k
     PKG/initial_state.npz   the encoder state before the first chunk (batch 1), float32
+    PKG/adaptation_memory.npz  optional: source exemplars (INT8) for `adapt` without source
+                            audio (`edge_ser.adaptation_memory`); the runtime never scores with it
     PKG/engines/*.engine    TensorRT engines built on the device that runs them (optional)
 
 `load_package` verifies everything before anything runs: the sha256 and size of every file the
@@ -170,6 +172,7 @@ def load_package(path: str | Path | None = None, manifest: dict | None = None) -
     _verify_initial_state(check, package)
     embedding_dim = _verify_head(check, package)
     _verify_memory_bank(check, package, embedding_dim)
+    _verify_adaptation_memory(check, package, embedding_dim)
     _verify_fusion(check, manifest)
     for precision in check.mapping(encoder, "encoder.files"):
         _verify_onnx(check, package, precision)
@@ -377,6 +380,23 @@ def _verify_memory_bank(check: _Checker, package: ModelPackage, embedding_dim: i
     check.equal("memory_bank.top_k", spec.get("top_k"), int(bank["top_k"]))
     if not float(bank["temperature"]) > 0 or int(bank["top_k"]) < 1:
         raise check.error("memory_bank", "temperature must be > 0 and top_k >= 1")
+
+
+def _verify_adaptation_memory(check: _Checker, package: ModelPackage, embedding_dim: int) -> None:
+    """The optional source exemplar set (`edge_ser.adaptation_memory`), read only by `adapt`."""
+    from edge_ser import adaptation_memory
+
+    spec = package.manifest.get("adaptation_memory")
+    if spec is None:
+        return
+    name = spec.get("file") if isinstance(spec, dict) else None
+    if name not in package.manifest["files"]:
+        raise check.error("adaptation_memory.file", f"{name!r} has no sha256 entry in files")
+    found = adaptation_memory.problems(load_npz(check, name, "adaptation_memory.file"),
+                                       package.labels, embedding_dim)
+    if found:
+        raise check.error(f"adaptation_memory.{found[0].split(':')[0]}",
+                          found[0].split(": ", 1)[-1])
 
 
 def _verify_fusion(check: _Checker, manifest: dict) -> None:

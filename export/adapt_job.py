@@ -5,7 +5,8 @@ out.
             package (its memory bank; the weights from the checkpoint it was exported from)
     target  the folder's recordings, cut into speech segments (`edge_ser_train.target_audio`)
     source  --source corpora: full NNPM (source memory from their utterances, memory loss,
-            source cross-entropy); none: NNPM from the model's own memory bank, no source audio
+            source cross-entropy); none: NNPM from the model's source exemplar set
+            (adaptation_memory.npz) or, when it has none, its memory bank; no source audio
     out     a complete model package (`package_builder`: ONNX fp32 and INT8 encoders
             calibrated on the target's segments, head, memory bank, model.json recording the
             adaptation, and model.pt, the adapted checkpoint), plus
@@ -63,6 +64,8 @@ class StartModel:
     bank: dict[str, np.ndarray] | None
     """Memory bank arrays (package format) or None."""
     description: dict
+    exemplars: dict[str, np.ndarray] | None = None
+    """Source exemplar set arrays (`edge_ser.adaptation_memory`) or None."""
 
 
 def _sha256(path: Path) -> str:
@@ -74,10 +77,10 @@ def _sha256(path: Path) -> str:
 def load_start_model(path: Path) -> StartModel:
     """The model to adapt, from a checkpoint, a folder with `model.pt` or a model package."""
     path = Path(path)
-    bank = None
+    bank = exemplars = None
     description: dict = {"path": str(path)}
     if path.is_dir() and (path / "model.json").is_file():
-        checkpoint, bank, description = _from_package(path)
+        checkpoint, bank, exemplars, description = _from_package(path)
     elif path.is_dir() and (path / "model.pt").is_file():
         checkpoint = path / "model.pt"
     elif path.is_file():
@@ -92,15 +95,19 @@ def load_start_model(path: Path) -> StartModel:
         bank = {k: np.asarray(stored[k].numpy() if torch.is_tensor(stored[k]) else stored[k])
                 for k in BANK_KEYS}
         bank["labels"] = np.asarray(labels)
-    if bank is not None and tuple(str(x) for x in bank["labels"]) != labels:
-        raise AdaptError(f"{path}: the memory bank's labels {list(bank['labels'])} differ from "
-                         f"the model's {list(labels)}")
+    if exemplars is None and payload.get("extra", {}).get("adaptation_memory"):
+        exemplars = {k: np.asarray(v) for k, v in payload["extra"]["adaptation_memory"].items()}
+    for name, arrays in (("memory bank", bank), ("exemplar set", exemplars)):
+        if arrays is not None and tuple(str(x) for x in arrays["labels"]) != labels:
+            raise AdaptError(f"{path}: the {name}'s labels {list(arrays['labels'])} differ from "
+                             f"the model's {list(labels)}")
     description.update({"checkpoint": str(checkpoint), "sha256": _sha256(checkpoint)})
-    return StartModel(model, cfg, labels, bank, description)
+    return StartModel(model, cfg, labels, bank, description, exemplars)
 
 
-def _from_package(root: Path) -> tuple[Path, dict, dict]:
-    """(checkpoint, memory bank arrays, description) of a model package.
+def _from_package(root: Path) -> tuple[Path, dict, dict | None, dict]:
+    """(checkpoint, memory bank arrays, exemplar set arrays or None, description) of a model
+    package.
 
     A package's encoder is ONNX; its trainable weights are the checkpoint it was exported from,
     `model.pt` inside the package (listed among its files, so loading verified its sha256)."""
@@ -111,12 +118,19 @@ def _from_package(root: Path) -> tuple[Path, dict, dict]:
     with np.load(package.path(package.manifest["memory_bank"]["file"]),
                  allow_pickle=False) as data:
         bank = {k: data[k] for k in (*BANK_KEYS, "labels")}
+    exemplars = None
+    if "adaptation_memory" in package.manifest:  # verified by load_package
+        with np.load(package.path(package.manifest["adaptation_memory"]["file"]),
+                     allow_pickle=False) as data:
+            exemplars = {k: data[k] for k in data.files}
     if FILES["checkpoint"] not in package.manifest.get("files", {}):
         raise AdaptError(f"{root}: this model package carries no trainable weights "
                          f"({FILES['checkpoint']}); pass the checkpoint it was exported from "
                          "as --model")
-    return package.path(FILES["checkpoint"]), bank, {
-        "package": str(root), "package_name": package.manifest.get("name", "")}
+    description = {"package": str(root), "package_name": package.manifest.get("name", "")}
+    if exemplars is not None:
+        description["exemplar_origin"] = package.manifest["adaptation_memory"].get("origin", "")
+    return package.path(FILES["checkpoint"]), bank, exemplars, description
 
 
 def load_sources(cfg: AdaptConfig, corpora: list[Path], labels: tuple[str, ...], log):
@@ -169,13 +183,18 @@ def run_adaptation(cfg: AdaptConfig, target: Path, out: Path, model_path: Path,
         data = AdaptData.from_clips(start.labels, clips, views, target_audio.views)
         source_record = {"corpora": [str(s) for s in sources], "clips": len(clips),
                          "memory": f"{len(clips)} source utterances"}
-        source_items = [FeatureItem(str(c.path), c.corpus, c.label, v[0])
+        source_items = [FeatureItem(str(c.path), c.corpus, c.label, v[0], c.language)
                         for c, v in zip(clips, views)]
     else:
         data = AdaptData(labels=start.labels, target_views=target_audio.views)
-        fixed_memory = SourceMemory.from_bank(start.bank, len(start.labels))
-        source_record = {"corpora": [], "clips": 0,
-                         "memory": f"the model's memory bank ({len(fixed_memory)} centroids)"}
+        if start.exemplars is not None:
+            fixed_memory = SourceMemory.from_exemplars(start.exemplars, len(start.labels))
+            memory_text = (f"the model's source exemplar set ({len(fixed_memory)} exemplars of "
+                           f"{', '.join(str(g) for g in start.exemplars['groups'])})")
+        else:
+            fixed_memory = SourceMemory.from_bank(start.bank, len(start.labels))
+            memory_text = f"the model's memory bank ({len(fixed_memory)} centroids)"
+        source_record = {"corpora": [], "clips": 0, "memory": memory_text}
     log(f"adapting with {cfg.method.upper()} ({'source corpora' if sources else 'no source audio'}"
         f", batch norm {cfg.batchnorm}), {cfg.optim.epochs} epochs")
     start_weights = copy.deepcopy(start.model)  # adapt trains start.model in place
@@ -239,6 +258,23 @@ def _record(cfg: AdaptConfig, start: StartModel, target_audio, source_record: di
     }
 
 
+def _carried_exemplars(start: StartModel) -> dict | None:
+    """The start model's exemplar set, for the package of a model adapted without source audio.
+
+    It cannot be re-embedded (no source audio), so it is carried unchanged, like the memory
+    bank, and recorded as living in the start model's embedding space: the one the adapted
+    encoder was trained toward (its target features pulled to these fixed slots under the
+    frozen head), and so the evidence a further source-free adaptation should start from."""
+    if start.exemplars is None:
+        return None
+    name = start.description.get("package") or start.description["checkpoint"]
+    origin = (f"carried unchanged from the start model {name} (sha256 of its checkpoint "
+              f"{start.description['sha256']}): its embedding space")
+    if start.description.get("exemplar_origin"):
+        origin += f"; there: {start.description['exemplar_origin']}"
+    return {"arrays": start.exemplars, "origin": origin}
+
+
 def _write(out: Path, cfg: AdaptConfig, export_cfg: ExportConfig, start: StartModel,
            result: AdaptResult, delivered: EmotionModel, bank: dict[str, np.ndarray] | None,
            record: dict, sources: list[Path], export_data: AdaptedExportData, start_copy,
@@ -272,7 +308,8 @@ def _write(out: Path, cfg: AdaptConfig, export_cfg: ExportConfig, start: StartMo
         summary = {k: v for k, v in record.items() if k != "history"}
         build_package(checkpoint, out, export_cfg, force=True,
                       log=lambda m: log("  " + m), data=export_data, bank=bank,
-                      extra={"adaptation": json.loads(json.dumps(summary))})
+                      extra={"adaptation": json.loads(json.dumps(summary))},
+                      exemplars=_carried_exemplars(start) if not sources else None)
         if start_copy is not None:  # beside the verified package; its manifest names it
             (Path(tmp) / "start").rename(out / "start")
     save_resolved(cfg, out, "adapt_config.resolved.yaml")

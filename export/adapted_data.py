@@ -5,7 +5,8 @@ are what its INT8 encoder is calibrated on and what parity and the INT8 gate run
 carry no labels, so the gate compares INT8 with fp32 predictions (`GateConfig.min_agreement`)
 instead of comparing their accuracies. With source corpora the memory bank is rebuilt from
 their labelled utterances through the adapted model (as any export does from training clips);
-without, the caller passes the start model's bank, the one the target was adapted toward.
+without, the caller passes the start model's bank, the one the target was adapted toward, and
+its source exemplar set, if it has one (both carried unchanged: see docs/adaptation.md).
 
 It offers what `export.package_builder` reads of `export.data.ExportData`.
 """
@@ -25,6 +26,8 @@ class FeatureItem:
     corpus: str
     label: str | None
     feats: np.ndarray
+    language: str | None = None
+    """The corpus' language, when known (the exemplar set records it)."""
 
 
 @dataclass

@@ -61,6 +61,25 @@ class MemoryBankConfig:
 
 
 @dataclass(frozen=True)
+class AdaptationMemoryConfig:
+    """The source exemplar set (`adaptation_memory.npz`): source evidence for `adapt` without
+    source audio, beside the runtime's memory bank (which it leaves as it is)."""
+
+    enabled: bool = setting(True, help="write adaptation_memory.npz into the package")
+    per_class_per_language: int = setting(
+        32, min=1, max=4096, help="exemplars per source corpus and class (fewer where a corpus "
+        "has fewer clips of the class, and fewer everywhere when max_bytes needs it)")
+    selection: str = setting("kmeans", choices=("kmeans", "sample"),
+                             help="kmeans: spherical k-means prototypes of the clips' "
+                             "embeddings; sample: a seeded sample of the clips' embeddings")
+    kmeans_iterations: int = setting(50, min=1, max=1000)
+    seed: int = setting(0, min=0)
+    max_bytes: int = setting(262_144, min=1024, max=10_000_000,
+                             help="the set is made smaller (fewer per corpus and class) until "
+                             "adaptation_memory.npz fits; export fails if one each does not")
+
+
+@dataclass(frozen=True)
 class FusionConfig:
     memory_weight: float = setting(0.3, min=0.0, max=1.0,
                                    help="w in softmax((1-w) log p_classifier + w log p_memory)")
@@ -97,6 +116,7 @@ class ExportConfig:
     calibration: CalibrationConfig = section(CalibrationConfig)
     gate: GateConfig = section(GateConfig)
     memory_bank: MemoryBankConfig = section(MemoryBankConfig)
+    adaptation_memory: AdaptationMemoryConfig = section(AdaptationMemoryConfig)
     fusion: FusionConfig = section(FusionConfig)
     profiles: ProfileConfig = section(ProfileConfig)
     package: PackageConfig = section(PackageConfig)

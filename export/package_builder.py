@@ -2,7 +2,8 @@
 
     1 ONNX fp32      export, graph checks, parity torch vs onnxruntime (stream + batch)
     2 INT8 (QDQ)     calibration on training speakers, quantize, QDQ/TensorRT checks, parity
-    3 head + memory  folded head (parity vs torch), memory bank centroids (size limit)
+    3 head + memory  folded head (parity vs torch), memory bank centroids (size limit), the
+                     source exemplar set for adaptation (shrunk to its size limit)
     4 accuracy       the package loaded by `load_package`, held-out split through the runtime
                      path in fp32 and INT8; the INT8 accuracy gate
     5 size + speed   file sizes (total limit), onnxruntime one-thread latency fp32 vs INT8
@@ -40,11 +41,13 @@ from edge_ser.package import (
     write_manifest,
 )
 from edge_ser_export import evaluate, multigate_head, steps
+from edge_ser_export.adaptation_memory import manifest_section as exemplar_section
+from edge_ser_export.adaptation_memory import save as save_exemplars
 from edge_ser_export.config import ExportConfig
 from edge_ser_export.data import ExportData
 from edge_ser_export.head import head_parity
 from edge_ser_export.latency import onnxruntime_latency
-from edge_ser_export.memory_bank import save_memory_bank
+from edge_ser_export.memory_bank import clip_embeddings, save_memory_bank
 from edge_ser_export.steps import FILES
 from edge_ser_export.torch_reference import TorchBackend
 from edge_ser_train.trainer import load_checkpoint, predict_logits
@@ -80,12 +83,14 @@ class _Stages:
 
 def build_package(checkpoint: Path, out: Path, cfg: ExportConfig, force: bool = False,
                   log=print, data=None, bank: dict | None = None,
-                  extra: dict | None = None) -> dict:
+                  extra: dict | None = None, exemplars: dict | None = None) -> dict:
     """Export `checkpoint` into the package folder `out`; returns the manifest.
 
     By default the speech comes from the checkpoint's training corpora (`ExportData`). An
     adapted model passes its own `data` (`export.adapted_data.AdaptedExportData`), optionally
-    the memory `bank` to ship as it is, and `extra` manifest entries (its adaptation record)."""
+    the memory `bank` to ship as it is, and `extra` manifest entries (its adaptation record).
+    With a given `bank`, the exemplar set is `exemplars` ({"arrays", "origin"}) shipped as it
+    is, or none; without, it is built from the training clips like the bank."""
     out = Path(out).resolve()
     if out.exists() and not force:
         raise ExportError(f"{out} exists; pass --force to replace it")
@@ -93,7 +98,8 @@ def build_package(checkpoint: Path, out: Path, cfg: ExportConfig, force: bool = 
     remove_abandoned(out)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=work_prefix(out, "staging")))
     try:
-        manifest = _build(Path(checkpoint), staging, cfg, log, data, bank, extra or {})
+        manifest = _build(Path(checkpoint), staging, cfg, log, data, bank, extra or {},
+                          exemplars)
         staging.chmod(0o755)  # mkdtemp makes it private; a package is read by other users
         for path in staging.iterdir():
             path.chmod(0o644)
@@ -154,7 +160,7 @@ def _alive(pid: int) -> bool:
 
 
 def _build(checkpoint: Path, root: Path, cfg: ExportConfig, log, data, given_bank: dict | None,
-           extra: dict) -> dict:
+           extra: dict, given_exemplars: dict | None) -> dict:
     stages = _Stages(log)
     model, train_cfg, payload = load_checkpoint(checkpoint)
     labels = tuple(payload["labels"])
@@ -207,15 +213,30 @@ def _build(checkpoint: Path, root: Path, cfg: ExportConfig, log, data, given_ban
         else head_parity(model, head))
     if parity["head_numpy_vs_torch_max_abs"] > cfg.parity.fp32_atol:
         raise ExportError(f"head parity failed: {parity['head_numpy_vs_torch_max_abs']:.3g}")
+    exemplars = None
     if given_bank is None:
         train_feats, train_clips = data.features(data.train, log)
-        bank = steps.write_memory_bank(model, root, train_feats, data.targets(train_clips),
-                                       labels, cfg)
+        embeddings = clip_embeddings(model, train_feats)
+        targets = data.targets(train_clips)
+        bank = steps.write_memory_bank(model, root, train_feats, targets, labels, cfg,
+                                       embeddings)
         origin = f"from {len(train_clips)} training clips"
+        exemplars = steps.write_adaptation_memory(
+            root, embeddings, targets, [c.corpus for c in train_clips],
+            {c.corpus: c.language for c in train_clips if getattr(c, "language", None)},
+            labels, cfg)
     else:
         bank = given_bank
         save_memory_bank(root / FILES["memory_bank"], bank)
         origin = "given (the start model's)"
+        if given_exemplars is not None:
+            save_exemplars(root / FILES["adaptation_memory"], given_exemplars["arrays"])
+            exemplars = exemplar_section(given_exemplars["arrays"], None, None,
+                                         given_exemplars["origin"])
+    if exemplars is not None:
+        log(f"  adaptation memory: {exemplars['exemplars']} source exemplars of "
+            f"{len(exemplars['groups'])} corpora, "
+            f"{(root / FILES['adaptation_memory']).stat().st_size} bytes ({exemplars['origin']})")
     bank_bytes = (root / FILES["memory_bank"]).stat().st_size
     log(f"  memory bank: {len(bank['centroids'])} centroids {origin}, {bank_bytes} bytes")
     if bank_bytes > cfg.memory_bank.max_bytes:
@@ -232,7 +253,7 @@ def _build(checkpoint: Path, root: Path, cfg: ExportConfig, log, data, given_ban
     # model.json is written last, once every gate has passed: a folder left by a killed
     # export has no manifest, so nothing loads it as a package
     manifest = steps.package_manifest(root, labels, spec, head, bank, cfg, quantization,
-                                      created, provenance, metrics)
+                                      created, provenance, metrics, exemplars)
     manifest.update(extra)
 
     stages.start("accuracy through the runtime path, INT8 gate")
@@ -271,7 +292,8 @@ def _build(checkpoint: Path, root: Path, cfg: ExportConfig, log, data, given_ban
             f"(limit {cfg.gate.max_ua_drop_points})")
 
     stages.start("size and speed")
-    sizes = {name: (root / name).stat().st_size for name in FILES.values()}
+    sizes = {name: (root / name).stat().st_size for name in FILES.values()
+             if (root / name).is_file()}
     latency = onnxruntime_latency(package, speech, cfg.package.latency_runs)
     log(f"  sizes: fp32 {sizes[FILES['fp32']]} B, int8 {sizes[FILES['int8']]} B; latency per "
         f"chunk, one thread: fp32 {latency['fp32']['median_ms']:.3f} ms, int8 "

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_ser import contract
+from edge_ser import adaptation_memory, contract
 from edge_ser.package import (
     FORMAT,
     FORMAT_VERSION,
@@ -20,6 +20,7 @@ from edge_ser.package import (
     file_entry,
     write_manifest,
 )
+from edge_ser_export import adaptation_memory as exemplar_set
 from edge_ser_export import multigate_head
 from edge_ser_export.config import ExportConfig
 from edge_ser_export.head import head_arrays, save_head
@@ -30,9 +31,13 @@ from edge_ser_export.quantize import batch_feeds, calibration_chunks, quantize_i
 
 FILES = {"fp32": "encoder.onnx", "int8": "encoder.int8.onnx", "head": "head.npz",
          "memory_bank": "memory_bank.npz", "initial_state": "initial_state.npz",
-         "checkpoint": "model.pt"}
+         "checkpoint": "model.pt", "adaptation_memory": adaptation_memory.FILE}
 """Files of a package. `model.pt` is the training checkpoint (weights only): the runtime never
-reads it; `adapt` fine-tunes from it, so a package can be adapted with no other file."""
+reads it; `adapt` fine-tunes from it, so a package can be adapted with no other file.
+`adaptation_memory.npz` (optional) is the source exemplar set `adapt` uses without source
+audio; the runtime never reads it either."""
+OPTIONAL = (FILES["checkpoint"], FILES["adaptation_memory"])
+"""Files a package may lack."""
 
 
 def family(model) -> str:
@@ -112,27 +117,48 @@ def head_section(head: dict, spec: dict) -> dict:
 
 
 def write_memory_bank(model, root: Path, feats: list[np.ndarray], targets: np.ndarray,
-                      labels: tuple[str, ...], cfg: ExportConfig) -> dict[str, np.ndarray]:
-    bank = build_memory_bank(clip_embeddings(model, feats), targets, labels, cfg.memory_bank)
+                      labels: tuple[str, ...], cfg: ExportConfig,
+                      embeddings: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """memory_bank.npz from the clips `feats` (or their `embeddings`, when already computed)."""
+    if embeddings is None:
+        embeddings = clip_embeddings(model, feats)
+    bank = build_memory_bank(embeddings, targets, labels, cfg.memory_bank)
     save_memory_bank(root / FILES["memory_bank"], bank)
     return bank
 
 
+def write_adaptation_memory(root: Path, embeddings: np.ndarray, targets: np.ndarray,
+                            corpora: list[str], languages: dict[str, str],
+                            labels: tuple[str, ...], cfg: ExportConfig) -> dict | None:
+    """adaptation_memory.npz from source clip `embeddings` (n, E), their classes and corpus
+    names; returns the manifest section (None, and no file, when the config turns it off)."""
+    if not cfg.adaptation_memory.enabled:
+        return None
+    arrays, per_cell = exemplar_set.build_within_limit(embeddings, targets, corpora, languages,
+                                                       labels, cfg.adaptation_memory)
+    exemplar_set.save(root / FILES["adaptation_memory"], arrays)
+    return exemplar_set.manifest_section(
+        arrays, per_cell, cfg.adaptation_memory,
+        f"from {len(embeddings)} source clips through this model")
+
+
 def write_package_manifest(root: Path, labels: tuple[str, ...], spec: dict, head: dict,
                            bank: dict, cfg: ExportConfig, quantization: dict, created: str,
-                           provenance: dict, metrics: dict) -> dict:
+                           provenance: dict, metrics: dict,
+                           exemplars: dict | None = None) -> dict:
     """model.json over the files written above (their sha256 and sizes taken now)."""
     manifest = package_manifest(root, labels, spec, head, bank, cfg, quantization, created,
-                                provenance, metrics)
+                                provenance, metrics, exemplars)
     write_manifest(root, manifest)
     return manifest
 
 
 def package_manifest(root: Path, labels: tuple[str, ...], spec: dict, head: dict,
                      bank: dict, cfg: ExportConfig, quantization: dict, created: str,
-                     provenance: dict, metrics: dict) -> dict:
-    """The manifest over the files written above, not yet written (see write_manifest)."""
-    return {
+                     provenance: dict, metrics: dict, exemplars: dict | None = None) -> dict:
+    """The manifest over the files written above, not yet written (see write_manifest);
+    `exemplars`: the `adaptation_memory` section of the exemplar set written (None: none)."""
+    manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "name": cfg.package.name,
         "family": "multigate" if "spec" in head else "tcn",
         "created_utc": created, "labels": list(labels), "audio": audio_contract(),
@@ -148,19 +174,25 @@ def package_manifest(root: Path, labels: tuple[str, ...], spec: dict, head: dict
                    "formula": "softmax((1 - w) * log p_classifier + w * log p_memory)"},
         "quantization": quantization,
         "files": {name: file_entry(root, name) for name in FILES.values()
-                  if name != FILES["checkpoint"] or (root / name).is_file()},
+                  if name not in OPTIONAL or (root / name).is_file()},
         "engines": [],
         "provenance": provenance,
         "metrics": metrics,
     }
+    if exemplars is not None:
+        manifest["adaptation_memory"] = exemplars
+    return manifest
 
 
 def write_package(model, root: Path, labels: tuple[str, ...], cfg: ExportConfig,
                   calibration_feats: list[np.ndarray], memory_feats: list[np.ndarray],
                   memory_targets: np.ndarray, provenance: dict | None = None,
-                  metrics: dict | None = None) -> dict:
+                  metrics: dict | None = None, memory_corpora: list[str] | None = None
+                  ) -> dict:
     """Every file and the manifest, from given speech and no further checks: for packages made
-    from speech other than the training corpora (the checked export is `package_builder`)."""
+    from speech other than the training corpora (the checked export is `package_builder`).
+    `memory_corpora`: the corpus of each memory clip; with it, the exemplar set is written
+    too (when the config asks for one)."""
     import datetime as dt
 
     root.mkdir(parents=True, exist_ok=True)
@@ -168,6 +200,11 @@ def write_package(model, root: Path, labels: tuple[str, ...], cfg: ExportConfig,
     spec = write_fp32(model, root, labels, cfg, {"created_utc": created})
     quantization = write_int8(model, root, spec, calibration_feats, cfg)
     head = write_head(model, root)
-    bank = write_memory_bank(model, root, memory_feats, memory_targets, labels, cfg)
+    embeddings = clip_embeddings(model, memory_feats)
+    bank = write_memory_bank(model, root, memory_feats, memory_targets, labels, cfg, embeddings)
+    exemplars = None
+    if memory_corpora is not None:
+        exemplars = write_adaptation_memory(root, embeddings, memory_targets, memory_corpora,
+                                            {}, labels, cfg)
     return write_package_manifest(root, labels, spec, head, bank, cfg, quantization, created,
-                                  provenance or {}, metrics or {})
+                                  provenance or {}, metrics or {}, exemplars)

@@ -297,9 +297,11 @@ def test_adapt_command_without_source_audio_writes_an_adapted_model(tmp_path, ca
     assert record["source"]["corpora"] == [] and "memory bank" in record["source"]["memory"]
     assert sum(record["target_predictions"].values()) == 12
     assert payload["extra"]["adaptation"]["method"] == "nnpm"
-    # the output is a complete model package that ships the start model's memory bank
+    # the output is a complete model package that ships the start model's memory bank (and,
+    # the start model having no source exemplar set, none)
     package = load_package(out)
     assert package.manifest["adaptation"]["method"] == "nnpm"
+    assert "adaptation_memory" not in package.manifest
     # the package names its checkpoint by file name, never by a path of the build machine
     assert package.manifest["provenance"]["checkpoint"]["file"] == "model.pt"
     assert "path" not in package.manifest["provenance"]["checkpoint"]

@@ -214,10 +214,14 @@ def test_adapt_command_without_source_audio_adapts_a_multigate_package(start_che
     out = root / "source_free"
     assert run_adapt(root, out, package) == 0
     record = check_package(root, out, "nnpm")
-    assert record["source"]["clips"] == 0 and "memory bank" in record["source"]["memory"]
+    # the start package (adapted with --source) carries a source exemplar set: the memory
+    assert record["source"]["clips"] == 0 and "exemplar set" in record["source"]["memory"]
     assert record["guard"]["checks"]["source_accuracy"]["passed"] is None
     with np.load(out / "memory_bank.npz") as shipped, np.load(package / "memory_bank.npz") as bank:
         assert np.array_equal(shipped["centroids"], bank["centroids"])  # the start's bank
+    with np.load(out / "adaptation_memory.npz") as shipped, \
+            np.load(package / "adaptation_memory.npz") as carried:
+        assert np.array_equal(shipped["exemplars"], carried["exemplars"])  # and its set
     capsys.readouterr()
     for method in ("dann", "source"):  # both need labelled source clips
         assert run_adapt(root, root / f"free_{method}", package, "--set",

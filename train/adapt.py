@@ -6,8 +6,9 @@
     NNPM         + a memory of the source utterances' features: the memory loss on source;
                  at every epoch each target utterance is pseudo-labelled by the vote of a few
                  centroids per class of the memory, and the multilabel loss trains on the labels
-    NNPM without source audio: the memory is a model package's fixed memory bank, the target
-                 loss alone trains the encoder, the classifier head is frozen
+    NNPM without source audio: the memory is a model package's fixed source exemplar set (or,
+                 without one, its memory bank), the target loss alone trains the encoder,
+                 the classifier head is frozen
 
 Shared by all: one random view and crop per example, as in supervised training; AdamW on the
 summed loss terms at the scheduled rate, the gradient norm clipped to 5; an epoch is one pass
@@ -213,12 +214,12 @@ def target_pseudo_labels(cfg: AdaptConfig, model: EmotionModel, memory: SourceMe
     weights (class-balanced confidences).
 
     The voters are `nnpm.label_centroids` spherical k-means centroids per class of the live
-    memory's slots (a fixed memory bank votes as it is). Each of a target utterance's views
-    (`target_views`: per utterance the clean log-mel and its augmented views) is embedded,
-    each view set normalised by its own statistics with separate batch norm, and the k nearest
-    voters' class shares are averaged over the views."""
+    memory's slots or of a package's exemplar set (a fixed memory bank votes as it is). Each
+    of a target utterance's views (`target_views`: per utterance the clean log-mel and its
+    augmented views) is embedded, each view set normalised by its own statistics with separate
+    batch norm, and the k nearest voters' class shares are averaged over the views."""
     c = cfg.nnpm
-    if not memory.fixed:
+    if memory.labels_through_centroids:
         memory = memory.centroids(c.label_centroids)
     own_statistics = cfg.batchnorm == "separate"
     n_views = min(len(v) for v in target_views)

@@ -6,8 +6,11 @@
 A slot starts as its utterance's embedding and follows the encoder as it trains: whenever the
 utterance is in a batch, `slot <- normalise(m * slot + (1 - m) * normalise(feature))`. The
 memory is a tensor with no gradient; it is read by `train.nnpm` (memory loss, pseudo
-multilabels). A memory can also be fixed (`momentum=None` updates are refused): that is the
-source-free case, where the slots are the class centroids a model package ships.
+multilabels). A memory can also be fixed (updates are refused): that is the source-free case,
+where the slots are the class centroids a model package ships (its memory bank) or, when the
+package has one, its source exemplar set (`edge_ser.adaptation_memory`). Exemplars are source
+utterances' features like a live memory's slots, so the target is labelled against their
+centroids as it is against a live memory's (`labels_through_centroids`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ class SourceMemory:
     labels: torch.Tensor
     n_classes: int
     fixed: bool = False
+    exemplars: bool = False
+    """Fixed slots that are source utterances' features (an exemplar set), not centroids."""
 
     @classmethod
     def from_features(cls, features: torch.Tensor, labels: torch.Tensor | np.ndarray,
@@ -48,6 +53,24 @@ class SourceMemory:
         return cls.from_features(torch.from_numpy(bank["centroids"].astype(np.float32)),
                                  bank["centroid_labels"].astype(np.int64), n_classes,
                                  fixed=True)
+
+    @classmethod
+    def from_exemplars(cls, arrays: dict[str, np.ndarray], n_classes: int) -> SourceMemory:
+        """The fixed memory of a package's source exemplar set (`adaptation_memory.npz`
+        arrays): one slot per dequantised exemplar, with its class."""
+        from edge_ser.adaptation_memory import unit_exemplars
+
+        memory = cls.from_features(torch.from_numpy(unit_exemplars(arrays)),
+                                   arrays["exemplar_labels"].astype(np.int64), n_classes,
+                                   fixed=True)
+        memory.exemplars = True
+        return memory
+
+    @property
+    def labels_through_centroids(self) -> bool:
+        """NNPM labels the target against centroids of these slots (a live memory's or an
+        exemplar set's), not against the slots themselves (a memory bank's centroids)."""
+        return not self.fixed or self.exemplars
 
     def __len__(self) -> int:
         return len(self.slots)
@@ -97,9 +120,10 @@ class SourceMemory:
     def state(self) -> dict:
         """Plain tensors and values (a checkpoint stores them; weights_only loading reads them)."""
         return {"slots": self.slots.clone(), "labels": self.labels.clone(),
-                "n_classes": self.n_classes, "fixed": self.fixed}
+                "n_classes": self.n_classes, "fixed": self.fixed, "exemplars": self.exemplars}
 
     @classmethod
     def from_state(cls, state: dict) -> SourceMemory:
         return cls(slots=state["slots"].float(), labels=state["labels"].long(),
-                   n_classes=int(state["n_classes"]), fixed=bool(state["fixed"]))
+                   n_classes=int(state["n_classes"]), fixed=bool(state["fixed"]),
+                   exemplars=bool(state.get("exemplars", False)))
