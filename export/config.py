@@ -67,7 +67,7 @@ class AdaptationMemoryConfig:
 
     enabled: bool = setting(True, help="write adaptation_memory.npz into the package")
     per_class_per_language: int = setting(
-        32, min=1, max=4096, help="exemplars per source corpus and class (fewer where a corpus "
+        24, min=1, max=4096, help="exemplars per source corpus and class (fewer where a corpus "
         "has fewer clips of the class, and fewer everywhere when max_bytes needs it)")
     selection: str = setting("kmeans", choices=("kmeans", "sample"),
                              help="kmeans: spherical k-means prototypes of the clips' "

@@ -56,7 +56,8 @@ def test_the_set_keeps_the_cells_and_shrinks_until_it_fits_its_byte_limit(tmp_pa
     emb, targets, names = source_embeddings(corpora=3, per_cell=40, dim=128)
     cfg = AdaptationMemoryConfig()
     arrays, per_cell = build_within_limit(emb, targets, names, {"c0": "de"}, LABELS, cfg)
-    assert per_cell == 32 and len(arrays["exemplars"]) == 3 * 4 * 32
+    full = cfg.per_class_per_language
+    assert per_cell == full and len(arrays["exemplars"]) == 3 * 4 * full
     assert arrays["group_counts"].tolist() == [[40] * 4] * 3
     assert list(arrays["group_languages"]) == ["de", "c1", "c2"]
     cells = set(zip(arrays["exemplar_groups"].tolist(), arrays["exemplar_labels"].tolist()))
@@ -65,21 +66,21 @@ def test_the_set_keeps_the_cells_and_shrinks_until_it_fits_its_byte_limit(tmp_pa
     arrays, per_cell = build_within_limit(emb, targets, names, {}, LABELS, small)
     save(tmp_path / "set.npz", arrays)
     assert (tmp_path / "set.npz").stat().st_size == npz_bytes(arrays) <= 20_000
-    assert 1 <= per_cell < 32 and len(arrays["exemplars"]) == 12 * per_cell
+    assert 1 <= per_cell < full and len(arrays["exemplars"]) == 12 * per_cell
     # one row more per cell would not have fitted
     assert npz_bytes(build_exemplars(emb, targets, names, {}, LABELS, small, per_cell + 1)) \
         > 20_000
     # a corpus' class with fewer clips keeps them all (sampled rows are the clips' own)
     few = AdaptationMemoryConfig(selection="sample")
     arrays = build_exemplars(emb[:45], targets[:45], names[:45], {}, LABELS, few)
-    assert np.bincount(arrays["exemplar_labels"]).tolist() == [32, 5]
+    assert np.bincount(arrays["exemplar_labels"]).tolist() == [full, 5]
 
 
 def test_at_default_settings_five_corpora_fit_the_default_limit():
     emb, targets, names = source_embeddings(corpora=5, per_cell=40, dim=128)
-    arrays, per_cell = build_within_limit(emb, targets, names, {}, LABELS,
-                                          AdaptationMemoryConfig())
-    assert per_cell == 32 and npz_bytes(arrays) <= AdaptationMemoryConfig().max_bytes
+    cfg = AdaptationMemoryConfig()
+    arrays, per_cell = build_within_limit(emb, targets, names, {}, LABELS, cfg)
+    assert per_cell == cfg.per_class_per_language and npz_bytes(arrays) <= cfg.max_bytes
 
 
 @pytest.fixture(scope="module")

@@ -49,15 +49,22 @@ def test_scoring_matches_each_turn_to_the_most_overlapping_segment_of_its_channe
         "6.0,7.0,1,customer,happy,c.flac\n", encoding="utf-8")
     folder = tmp_path / "out" / "recordings" / "c"
     folder.mkdir(parents=True)
+    def segment(start, end, channel, label, top=None):
+        probs = dict.fromkeys(("angry", "happy", "neutral", "sad"), 0.1)
+        probs[top or label] = 0.7
+        return {"start_s": start, "end_s": end, "channel": channel, "label": label,
+                "probs": probs}
+
     segments = [  # the channel-0 segment over 3-5 s must not match the channel-1 turn
-        {"start_s": 0.4, "end_s": 1.0, "channel": 0, "label": "sad"},
-        {"start_s": 1.0, "end_s": 2.6, "channel": 0, "label": "angry"},
-        {"start_s": 3.0, "end_s": 5.0, "channel": 0, "label": "happy"},
-        {"start_s": 3.1, "end_s": 4.9, "channel": 1, "label": "neutral"},
+        segment(0.4, 1.0, 0, "sad"),
+        segment(1.0, 2.6, 0, "angry"),
+        segment(3.0, 5.0, 0, "happy"),
+        # uncertain: scored by its top class (sad, right) but never right in time
+        segment(3.1, 4.9, 1, "uncertain", top="sad"),
     ]
     (folder / "segments.jsonl").write_text(
         "".join(json.dumps(s) + "\n" for s in segments), encoding="utf-8")
     result = score_calls(tmp_path, tmp_path / "out")
-    assert (result["turns"], result["found"]) == (3, 2)
-    assert result["scores"]["wa"] == 0.5
+    assert (result["turns"], result["found"], result["uncertain"]) == (3, 2, 1)
+    assert result["scores"]["wa"] == 1.0
     assert abs(result["time_weighted_accuracy"] - 2.0 / 5.0) < 1e-9

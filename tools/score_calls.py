@@ -6,7 +6,9 @@ For every ground-truth turn (the CSV beside each call, see tools/make_calls.py) 
 of the same channel that overlaps it most is its match; a turn with no overlapping segment is
 missed. Reported: turns found (recall), UA / WA / macro-F1 of the matched segments' labels
 (`edge_ser.metrics.score`), and time-weighted accuracy (the share of ground-truth speech time
-whose matched segment has the right label).
+whose matched segment has the right label). A matched segment labelled `uncertain` (the memory
+bank found it unlike its training speech) is scored by its most probable class for UA / WA /
+F1, counted apart, and is never right for time-weighted accuracy.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from edge_ser.batch.paths import recording_dir
 from edge_ser.contract import DEFAULT_LABELS
+from edge_ser.events import UNCERTAIN
 from edge_ser.metrics import format_scores, score
 from tools.make_calls import read_ground_truth
 
@@ -44,7 +47,7 @@ def best_match(turn, segments: list[dict]) -> dict | None:
 
 def score_calls(calls_dir: Path, batch_dir: Path, labels: tuple[str, ...] = DEFAULT_LABELS
                 ) -> dict:
-    turns = found = 0
+    turns = found = uncertain = 0
     refs, preds = [], []
     time_total = time_right = 0.0
     missing = []
@@ -65,13 +68,16 @@ def score_calls(calls_dir: Path, batch_dir: Path, labels: tuple[str, ...] = DEFA
                 continue
             found += 1
             refs.append(labels.index(turn.emotion))
-            preds.append(labels.index(match["label"]))
+            if match["label"] == UNCERTAIN:
+                uncertain += 1
+            probs = match["probs"]
+            preds.append(labels.index(max(labels, key=lambda name: probs[name])))
             if match["label"] == turn.emotion:
                 time_right += duration
     if not turns:
         raise ValueError(f"no ground-truth turns with batch outputs under {calls_dir}")
     scores = score(np.array(refs), np.array(preds), labels) if refs else None
-    return {"calls_missing": missing, "turns": turns, "found": found,
+    return {"calls_missing": missing, "turns": turns, "found": found, "uncertain": uncertain,
             "recall": found / turns, "time_weighted_accuracy": time_right / time_total,
             "scores": scores.to_dict() if scores else None,
             "text": format_scores(scores) if scores else ""}
@@ -85,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     result = score_calls(args.calls, args.batch)
     s = result["scores"]
-    print(f"turns found: {result['found']}/{result['turns']} (recall {result['recall']:.3f})")
+    print(f"turns found: {result['found']}/{result['turns']} (recall {result['recall']:.3f}), "
+          f"{result['uncertain']} of them tagged {UNCERTAIN}")
     if s:
         print(f"UA {s['ua']:.3f}  WA {s['wa']:.3f}  macro-F1 {s['macro_f1']:.3f} "
               f"over {s['count']} found turns")
