@@ -141,10 +141,26 @@ def write_manifest(root: Path, manifest: dict) -> Path:
     return target
 
 
+def bundled_packages() -> list[str]:
+    """Names of the packages shipped in edge_ser/models (`default`, ...)."""
+    return sorted(p.parent.name for p in DEFAULT_PACKAGE.parent.glob(f"*/{MANIFEST_NAME}"))
+
+
+def package_root(path: str | Path | None) -> Path:
+    """The folder of a package: None is the bundled default; a bare name that is no folder here
+    but names a bundled package (`--model default`) is that package; anything else a path."""
+    if path is None:
+        return DEFAULT_PACKAGE.resolve()
+    path = Path(path)
+    if not path.exists() and len(path.parts) == 1 and path.name in bundled_packages():
+        return (DEFAULT_PACKAGE.parent / path.name).resolve()
+    return path.resolve()
+
+
 def load_package(path: str | Path | None = None, manifest: dict | None = None) -> ModelPackage:
     """Load and verify a model package (None: the bundled default package). `manifest`: verify
     this manifest, not yet written, against the files of `path` (an export before its gates)."""
-    root = Path(DEFAULT_PACKAGE if path is None else path).resolve()
+    root = package_root(path)
     if manifest is None:
         manifest = _read_manifest(root)
     check = _Checker(root)
@@ -211,7 +227,8 @@ class _Checker:
 def _read_manifest(root: Path) -> dict:
     if not root.is_dir():
         raise PackageError(f"{root}: not a model package directory (it does not exist or is a "
-                           "file; a package is a folder with a model.json)")
+                           "file; a package is a folder with a model.json; bundled packages, "
+                           f"by name: {', '.join(bundled_packages())})")
     path = root / MANIFEST_NAME
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))

@@ -18,6 +18,7 @@ from edge_ser.package import (
     DEFAULT_PACKAGE,
     FORMAT_VERSION,
     PackageError,
+    bundled_packages,
     file_entry,
     load_package,
 )
@@ -120,6 +121,18 @@ def test_not_a_package(tmp_path):
         load_package(tmp_path)
     with pytest.raises(PackageError, match="not a model package directory"):
         load_package(tmp_path / "nowhere")
+
+
+def test_a_bundled_package_is_found_by_name_unless_a_folder_of_that_name_is_here(
+        tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert "default" in bundled_packages()
+    assert load_package("default").root == DEFAULT_PACKAGE.resolve()
+    with pytest.raises(PackageError, match="bundled packages, by name: .*default"):
+        load_package("no_such_package")
+    (tmp_path / "default").mkdir()  # a folder here wins over the bundled name
+    with pytest.raises(PackageError, match="model.json: missing"):
+        load_package("default")
 
 
 def test_the_bundled_package_loads_by_default():

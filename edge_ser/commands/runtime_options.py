@@ -14,7 +14,8 @@ PRECISION_CHOICES = ("int8", "fp32", "fp16")
 
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None,
-                        help="model package folder (default: the bundled package)")
+                        help="model package folder, or the name of a bundled package "
+                        "(default: the bundled `default`)")
     parser.add_argument("--backend", choices=BACKEND_CHOICES, default="onnxruntime",
                         help="encoder backend (default: onnxruntime)")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
