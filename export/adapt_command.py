@@ -13,7 +13,7 @@ from edge_ser.commands.common import (
     add_config_options,
     require_extra,
 )
-from edge_ser.package import DEFAULT_PACKAGE
+from edge_ser.package import DEFAULT_PACKAGE, package_root
 
 
 def add_parser(sub) -> None:
@@ -32,9 +32,9 @@ def add_parser(sub) -> None:
     p.add_argument("--target", type=Path, required=True,
                    help="folder of unlabelled recordings in the new language")
     p.add_argument("--out", type=Path, required=True, help="output folder for the adapted model")
-    p.add_argument("--model", type=Path, default=DEFAULT_PACKAGE,
-                   help="model to adapt: a model package, a checkpoint (.pt) or a folder with "
-                   "model.pt (default: the bundled package)")
+    p.add_argument("--model", type=package_root, default=DEFAULT_PACKAGE,
+                   help="model to adapt: a model package, the name of a bundled one, a "
+                   "checkpoint (.pt) or a folder with model.pt (default: the bundled package)")
     p.add_argument("--source", type=Path, nargs="+", action="extend", default=[],
                    metavar="DIR", help="labelled source corpora (folders with labels.csv)")
     p.add_argument("--force", action="store_true", help="replace the contents of --out")

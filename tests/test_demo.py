@@ -37,15 +37,17 @@ def test_demo_is_reproduced_by_its_script(shared_data, tmp_path):
         assert made == hashlib.sha256(bundled.read_bytes()).hexdigest(), name
 
 
-def test_bundled_package_tags_the_bundled_recording():
-    """The product as shipped, on real speech it ships with: the bundled package streams the
-    demo (two EMO-DB speakers the bundled model never trained on), finds every turn, and tags
-    most of them with their known emotion (chance: 3 of 12)."""
+@pytest.mark.parametrize("name", ["default", "accurate"])
+def test_bundled_package_tags_the_bundled_recording(name):
+    """The product as shipped, on real speech it ships with: each bundled package streams the
+    demo (two EMO-DB speakers its model never trained on), finds every turn, and tags most of
+    them with their known emotion (chance: 3 of 12)."""
     from edge_ser.console import best_reference, read_references
     from edge_ser.recognizer import Recognizer
 
     references = read_references(DEMO_LABELS)
-    recognizer = Recognizer.from_options()
+    recognizer = Recognizer.from_options(model=name)
+    assert recognizer.package.manifest["name"] == name
     results = [e for e in recognizer.process_file(DEMO_AUDIO) if e.type == "segment"]
     assert len(results) == len(references)
     matched = [best_reference(r, references) for r in results]

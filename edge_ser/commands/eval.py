@@ -22,7 +22,7 @@ from edge_ser.commands.runtime_options import (
     add_runtime_config_options,
     load_runtime_config,
 )
-from edge_ser.package import DEFAULT_PACKAGE
+from edge_ser.package import DEFAULT_PACKAGE, package_root
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,9 @@ def add_parser(sub, score_checkpoint=None) -> None:
                        "kept in its start/ folder); a .pt training checkpoint with torch.")
     p.add_argument("--data", type=Path, required=True, action="append",
                    help="folder with labels.csv (repeatable)")
-    p.add_argument("--model", type=Path, default=DEFAULT_PACKAGE,
-                   help="model package folder or .pt checkpoint (default: the bundled package)")
+    p.add_argument("--model", type=package_root, default=DEFAULT_PACKAGE,
+                   help="model package folder, the name of a bundled package, or a .pt "
+                   "checkpoint (default: the bundled package)")
     p.add_argument("--backend", choices=BACKEND_CHOICES,
                    default="onnxruntime", help="encoder backend for a package")
     p.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
