@@ -68,10 +68,11 @@ def score_calls(calls_dir: Path, batch_dir: Path, labels: tuple[str, ...] = DEFA
                 continue
             found += 1
             refs.append(labels.index(turn.emotion))
-            if match["label"] == UNCERTAIN:
+            predicted = match["label"]
+            if predicted == UNCERTAIN:
                 uncertain += 1
-            probs = match["probs"]
-            preds.append(labels.index(max(labels, key=lambda name: probs[name])))
+                predicted = max(labels, key=lambda name: match["probs"][name])
+            preds.append(labels.index(predicted))
             if match["label"] == turn.emotion:
                 time_right += duration
     if not turns:
