@@ -123,6 +123,12 @@ def test_every_system_of_the_target_is_one_cell_from_one_start_model(measured):
     with_source = cells[("aa", "nnpm")]["guard"]["report"]["checks"]["source_accuracy"]
     source_free = cells[("aa", "nnpm_sf")]["guard"]["report"]["checks"]["source_accuracy"]
     assert with_source["passed"] is not None and source_free["passed"] is None
+    # the start model carries the exemplar set an export writes, and source-free NNPM reads it
+    payload = torch.load(runs / "start" / "lolo-aa-s0.pt", weights_only=True)
+    exemplars = payload["extra"]["adaptation_memory"]
+    assert set(exemplars["groups"]) == {"bb", "cc"}
+    assert cells[("aa", "nnpm_sf")]["source_memory"] == (
+        f"source exemplar set, {len(exemplars['exemplars'])} exemplars")
 
 
 def test_a_second_run_resumes_without_training(measured, monkeypatch):

@@ -32,7 +32,8 @@ SYSTEM_NOTES = (
     "+ target BN*: the same with its batch-norm statistics re-estimated on the adaptation set; "
     "*DANN*: `adapt`'s DANN with the other corpora as source; *NNPM, with source*: `edge-ser "
     "adapt --source` the other corpora; *NNPM, source-free*: `edge-ser adapt` without "
-    "`--source` (the start model's memory bank as the memory); *eGeMAPS peer*: openSMILE "
+    "`--source` (the start model's source exemplar set, 24 per source corpus and class as an "
+    "export writes it, as the memory); *eGeMAPS peer*: openSMILE "
     "eGeMAPSv02 functionals + logistic regression on the same source clips, not adapted. The "
     "adapted columns are the adapted models whatever the guard said; the guard's section scores "
     "what `adapt` returns.")

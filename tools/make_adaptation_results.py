@@ -17,7 +17,9 @@ For each corpus of the protocol as the target (selection and confirmation alike)
       source_bn  the same with its batch-norm statistics re-estimated on the adaptation set
       dann       `adapt`'s DANN with the four other corpora as source
       nnpm       `adapt` (NNPM) with --source the four other corpora
-      nnpm_sf    `adapt` (NNPM) without source audio: the start model's memory bank
+      nnpm_sf    `adapt` (NNPM) without source audio: the start model's source exemplar set
+                 (its memory bank for a start model saved without one), as `adapt` reads a
+                 package
       peer       the eGeMAPS peer (train/peer_egemaps.py) on the same source clips, no adaptation
   The adapted systems use the adapt config (`--config`, default configs/adapt/default.yaml, with
   `--set`) and are judged by the do-no-harm guard as `edge-ser adapt` judges them
@@ -70,7 +72,8 @@ SYSTEMS = adaptation_render.SYSTEMS
 ADAPTED = {"dann": ["method=dann"], "nnpm": ["method=nnpm"], "nnpm_sf": ["method=nnpm"]}
 """The systems `adapt` trains: their overrides on the adapt config (--config, --set)."""
 WITH_SOURCE = ("dann", "nnpm")
-"""Adapted with the other corpora's labelled clips as source; nnpm_sf has the memory bank only."""
+"""Adapted with the other corpora's labelled clips as source; nnpm_sf has the start model's
+source exemplar set (or memory bank) only."""
 ADAPT_VOLATILE = (("optim", "seed"), ("optim", "threads"), ("source", "corpora"),
                   ("source", "cache_dir"))
 """Adapt settings that do not define the recipe (the seed and source corpora are the cell's)."""
@@ -175,6 +178,9 @@ class AdaptationTable:
             _, clips, _ = self.harness.split("lolo", target, seed)
             data = AdaptData.from_clips(start.labels, clips, self.views(clips, cfg), target_views)
             memory = None
+        elif start.exemplars is not None:  # as `adapt` without --source reads a package
+            data = AdaptData(labels=start.labels, target_views=target_views)
+            memory = SourceMemory.from_exemplars(start.exemplars, len(start.labels))
         else:
             data, memory = AdaptData(labels=start.labels, target_views=target_views), bank
         result = adapt(cfg, data, model=copy.deepcopy(start.model), memory=memory,
@@ -228,6 +234,12 @@ class AdaptationTable:
             "predictions": {"files": [str(c.path.relative_to(self.args.data)) for c in kept],
                             "part": parts, "reference": [int(r) for r in references],
                             "predicted": [int(p) for p in predicted]}}
+        if cell.system == "nnpm_sf":
+            start, _ = self.start(target, seed)
+            record["source_memory"] = (
+                f"source exemplar set, {len(start.exemplars['exemplars'])} exemplars"
+                if start.exemplars is not None else f"memory bank, {len(start.bank['centroids'])} "
+                "centroids")
         if guard is not None:
             _, start_predicted = self.start(target, seed)
             start_ua = self.part_scores(labels, parts, references, start_predicted, "adapt")["ua"]

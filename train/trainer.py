@@ -169,8 +169,11 @@ def train(cfg: TrainConfig, clips: list[Clip], log=print) -> TrainResult:
 
 @torch.no_grad()
 def predict_logits(model: EmotionModel, feats_list: list[np.ndarray],
-                   batch_size: int = 64) -> np.ndarray:
-    """Whole-clip logits (n, K) for a list of (frames, mels) arrays."""
+                   batch_size: int = 64,
+                   languages: list[str | None] | None = None) -> np.ndarray:
+    """Whole-clip logits (n, K) for a list of (frames, mels) arrays; `languages` (one per array)
+    routes a multigate model's clips through their language's gate and head, None through the
+    shared ones (what every clip of an unseen language takes)."""
     model.eval()
     out = []
     order = np.argsort([len(f) for f in feats_list])  # similar lengths together: less padding
@@ -180,7 +183,9 @@ def predict_logits(model: EmotionModel, feats_list: list[np.ndarray],
         batch = torch.zeros(len(chunk), int(lengths.max()), contract.N_MELS)
         for row, f in enumerate(chunk):
             batch[row, :len(f)] = torch.from_numpy(f)
-        logits, _ = model(batch, lengths)
+        routes = None if languages is None else \
+            [languages[i] for i in order[start:start + batch_size]]
+        logits, _ = model(batch, lengths, routes)
         out.append(logits.numpy())
     logits = np.concatenate(out)
     result = np.empty_like(logits)
