@@ -83,6 +83,7 @@ class Study:
 
     def measure(self, variant: str, seed: int, argv: list[str]) -> dict:
         from edge_ser_train.corpus import speaker_split
+        from edge_ser_train.run import git_commit
         from edge_ser_train.trainer import train
 
         path = self.runs / f"{variant}-s{seed}.json"
@@ -113,8 +114,6 @@ class Study:
         record["scores"] = self.score_routes(model, cfg.data.labels, test_clips, routes)
         record["seconds"] = round(time.perf_counter() - started, 1)
         record["argv"] = argv
-        from edge_ser_train.run import git_commit
-
         record["commit"] = git_commit()
         self.runs.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps(record, indent=1))
@@ -173,8 +172,9 @@ class Study:
 
 
 def render(runs: Path, corpora: tuple[str, ...]) -> str:
-    """The markdown table of every measured cell: UA % per corpus through the language route,
-    the mean, the shared route's mean, and each mean's difference from `full`."""
+    """The markdown table of every measured cell: UA % per corpus through the clip's own
+    language route and through the shared route, each route's mean over the corpora, and the
+    mean's difference from `full` (mean ± sd over seeds where several)."""
     cells: dict = {}
     for path in sorted(runs.glob("*-s*.json")):
         rec = json.loads(path.read_text(encoding="utf-8"))
@@ -195,15 +195,16 @@ def render(runs: Path, corpora: tuple[str, ...]) -> str:
             else f"{values[0]:.1f}"
 
     base = {route: mean_over("full", route) for route in ("language", "shared")}
-    header = ["variant", "seeds", *[f"{c} (own route)" for c in corpora], "mean (own route)",
-              "vs full", "mean (shared route)", "vs full"]
+    header = ["variant", "seeds"]
+    for route in ("own", "shared"):
+        header += [f"{c} ({route})" for c in corpora] + [f"mean ({route})", "vs full"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for variant in VARIANTS:
         if variant not in cells:
             continue
         row = [variant, ",".join(str(s) for s in sorted(cells[variant]))]
-        row += [fmt(mean_over(variant, "language", c)) for c in corpora]
         for route in ("language", "shared"):
+            row += [fmt(mean_over(variant, route, c)) for c in corpora]
             values = mean_over(variant, route)
             row.append(fmt(values))
             row.append(f"{np.mean(values) - np.mean(base[route]):+.1f}"
