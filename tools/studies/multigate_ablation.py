@@ -219,7 +219,15 @@ def render(runs: Path, corpora: tuple[str, ...]) -> str:
         notes.append(f"- searched heads, seed {sorted(cells['searched_heads'])[i]}: {heads}; "
                      f"search cost {search['seconds_total']:.0f} s in all, of which "
                      f"{search['train_seconds']:.0f} s the nested training.")
-    return "\n".join(lines) + ("\n\n" + "\n".join(notes) if notes else "") + "\n"
+    intro = (
+        "# Multigate ablation, selection corpora trained together\n\n"
+        f"UA % on the held-out speakers of {', '.join(corpora)} (the protocol's in-domain split), "
+        "one model per variant and seed trained on the other speakers of all of them; *own*: "
+        "each clip through its language's gate and head, *shared*: through the shared ones "
+        "(what an unseen language gets). Written by `python -m tools.studies.multigate_ablation` "
+        "(its docstring says what each variant changes) from one JSON file per cell in its "
+        "`--runs` folder (the committed ones: `docs/history/multigate_ablation/`).\n\n")
+    return intro + "\n".join(lines) + ("\n\n" + "\n".join(notes) if notes else "") + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
