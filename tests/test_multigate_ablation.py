@@ -70,3 +70,10 @@ def test_variants_are_measured_resumed_and_rendered(tmp_path):
     rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()}
     assert {"full", "shared_gate", "searched_heads"} <= set(rows)
     assert "xx=" in table and "search cost" in table
+    # "vs full" on the shared route: the variant's mean UA less full's, same seed
+    def shared_mean(rec):
+        return 100 * sum(rec["scores"][c]["shared"]["ua"] for c in ("xa", "xb")) / 2
+
+    full = json.loads((runs / "full-s0.json").read_text())
+    assert rows["shared_gate"].rstrip(" |").split(" | ")[-1] == \
+        f"{shared_mean(shared) - shared_mean(full):+.1f}"

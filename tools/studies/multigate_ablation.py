@@ -173,20 +173,28 @@ class Study:
 
 def render(runs: Path, corpora: tuple[str, ...]) -> str:
     """The markdown table of every measured cell: UA % per corpus through the clip's own
-    language route and through the shared route, each route's mean over the corpora, and the
-    mean's difference from `full` (mean ± sd over seeds where several)."""
+    language route and through the shared route, each route's mean over the corpora (mean ± sd
+    over seeds where several), and its difference from `full` on the same seeds."""
     cells: dict = {}
     for path in sorted(runs.glob("*-s*.json")):
         rec = json.loads(path.read_text(encoding="utf-8"))
         cells.setdefault(rec["variant"], {})[rec["seed"]] = rec
 
+    def by_seed(variant: str, route: str, corpus: str | None = None) -> dict[int, float]:
+        """seed -> UA % (of `corpus`, else the mean over the corpora) through `route`."""
+        names = [corpus] if corpus else list(corpora)
+        return {seed: 100 * float(np.mean([rec["scores"][c][route]["ua"] for c in names]))
+                for seed, rec in cells.get(variant, {}).items()
+                if all(route in rec["scores"][c] for c in names)}
+
     def mean_over(variant: str, route: str, corpus: str | None = None) -> list[float]:
-        values = []
-        for rec in cells.get(variant, {}).values():
-            names = [corpus] if corpus else list(corpora)
-            if all(route in rec["scores"][c] for c in names):
-                values.append(100 * float(np.mean([rec["scores"][c][route]["ua"] for c in names])))
-        return values
+        return list(by_seed(variant, route, corpus).values())
+
+    def versus_full(variant: str, route: str) -> str:
+        """The mean over the seeds both have of (variant - full), seed by seed."""
+        ours, full = by_seed(variant, route), by_seed("full", route)
+        paired = [ours[s] - full[s] for s in ours if s in full]
+        return f"{np.mean(paired):+.1f}" if paired and variant != "full" else ""
 
     def fmt(values: list[float]) -> str:
         if not values:
@@ -194,7 +202,6 @@ def render(runs: Path, corpora: tuple[str, ...]) -> str:
         return f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}" if len(values) > 1 \
             else f"{values[0]:.1f}"
 
-    base = {route: mean_over("full", route) for route in ("language", "shared")}
     header = ["variant", "seeds"]
     for route in ("own", "shared"):
         header += [f"{c} ({route})" for c in corpora] + [f"mean ({route})", "vs full"]
@@ -207,8 +214,7 @@ def render(runs: Path, corpora: tuple[str, ...]) -> str:
             row += [fmt(mean_over(variant, route, c)) for c in corpora]
             values = mean_over(variant, route)
             row.append(fmt(values))
-            row.append(f"{np.mean(values) - np.mean(base[route]):+.1f}"
-                       if values and base[route] and variant != "full" else "")
+            row.append(versus_full(variant, route))
         lines.append("| " + " | ".join(row) + " |")
     searched = [rec["search"] for rec in cells.get("searched_heads", {}).values()]
     notes = []
@@ -224,9 +230,11 @@ def render(runs: Path, corpora: tuple[str, ...]) -> str:
         f"UA % on the held-out speakers of {', '.join(corpora)} (the protocol's in-domain split), "
         "one model per variant and seed trained on the other speakers of all of them; *own*: "
         "each clip through its language's gate and head, *shared*: through the shared ones "
-        "(what an unseen language gets). Written by `python -m tools.studies.multigate_ablation` "
-        "(its docstring says what each variant changes) from one JSON file per cell in its "
-        "`--runs` folder (the committed ones: `docs/history/multigate_ablation/`).\n\n")
+        "(what an unseen language gets); *vs full*: the difference from `full`, seed by seed, "
+        "averaged over the seeds both have. Written by "
+        "`python -m tools.studies.multigate_ablation` (its docstring says what each variant "
+        "changes) from one JSON file per cell in its `--runs` folder (the committed ones: "
+        "`docs/history/multigate_ablation/`).\n\n")
     return intro + "\n".join(lines) + ("\n\n" + "\n".join(notes) if notes else "") + "\n"
 
 
