@@ -71,6 +71,14 @@ def test_two_epochs_of_multigate_training_end_to_end(tmp_path, capsys):
     assert isinstance(loaded, MultiGateModel) and loaded.languages == ("xx", "yy")
     feats = [torch.randn(120, 64).numpy() - 4, torch.randn(90, 64).numpy() - 4]
     assert (predict_logits(loaded, feats) == predict_logits(model, feats)).all()
+    # `languages` routes each clip through its own gate and head, matched to it after the
+    # length sort (the longer clip, xx, is batched second)
+    routed = predict_logits(model, feats, languages=["xx", "yy"])
+    for i, language in enumerate(["xx", "yy"]):
+        alone = predict_logits(model, [feats[i]], languages=[language])
+        assert torch.allclose(torch.from_numpy(routed[i]), torch.from_numpy(alone[0]), atol=1e-5)
+    shared = predict_logits(model, feats)
+    assert not torch.allclose(torch.from_numpy(routed), torch.from_numpy(shared))
 
     # the head search needs a selection corpus; the toy corpus is not one
     assert search_main(["--checkpoint", str(tmp_path / "run" / "model.pt")]) == 0

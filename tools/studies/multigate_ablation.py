@@ -191,10 +191,13 @@ def render(runs: Path, corpora: tuple[str, ...]) -> str:
         return list(by_seed(variant, route, corpus).values())
 
     def versus_full(variant: str, route: str) -> str:
-        """The mean over the seeds both have of (variant - full), seed by seed."""
+        """The mean over the seeds both have of (variant - full), seed by seed, and each."""
         ours, full = by_seed(variant, route), by_seed("full", route)
-        paired = [ours[s] - full[s] for s in ours if s in full]
-        return f"{np.mean(paired):+.1f}" if paired and variant != "full" else ""
+        paired = [ours[s] - full[s] for s in sorted(ours) if s in full]
+        if not paired or variant == "full":
+            return ""
+        each = f" ({' / '.join(f'{d:+.1f}' for d in paired)})" if len(paired) > 1 else ""
+        return f"{np.mean(paired):+.1f}{each}"
 
     def fmt(values: list[float]) -> str:
         if not values:
@@ -231,7 +234,7 @@ def render(runs: Path, corpora: tuple[str, ...]) -> str:
         "one model per variant and seed trained on the other speakers of all of them; *own*: "
         "each clip through its language's gate and head, *shared*: through the shared ones "
         "(what an unseen language gets); *vs full*: the difference from `full`, seed by seed, "
-        "averaged over the seeds both have. Written by "
+        "averaged over the seeds both have (each seed's in brackets). Written by "
         "`python -m tools.studies.multigate_ablation` (its docstring says what each variant "
         "changes) from one JSON file per cell in its `--runs` folder (the committed ones: "
         "`docs/history/multigate_ablation/`).\n\n")
