@@ -178,11 +178,10 @@ class AdaptationTable:
             _, clips, _ = self.harness.split("lolo", target, seed)
             data = AdaptData.from_clips(start.labels, clips, self.views(clips, cfg), target_views)
             memory = None
-        elif start.exemplars is not None:  # as `adapt` without --source reads a package
+        else:  # as `adapt` without --source reads a package: its exemplar set, else its bank
             data = AdaptData(labels=start.labels, target_views=target_views)
-            memory = SourceMemory.from_exemplars(start.exemplars, len(start.labels))
-        else:
-            data, memory = AdaptData(labels=start.labels, target_views=target_views), bank
+            memory = (SourceMemory.from_exemplars(start.exemplars, len(start.labels))
+                      if start.exemplars is not None else bank)
         result = adapt(cfg, data, model=copy.deepcopy(start.model), memory=memory,
                        log=lambda _msg: None)
         guard = judge(cfg.guard, start.model, result.model, [v[0] for v in target_views],
