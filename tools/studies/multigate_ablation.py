@@ -126,11 +126,8 @@ class Study:
     def search_heads(self, train_clips: list, seed: int) -> dict:
         """Train the full recipe on part of the training speakers, search each language's head on
         the rest; the chosen specs and the cost."""
-        import torch
-
         from edge_ser_train.corpus import speaker_split
-        from edge_ser_train.evaluate import clip_features
-        from edge_ser_train.multigate.search import Task, embed_clips, evolve
+        from edge_ser_train.multigate.search import corpus_task, evolve
         from edge_ser_train.trainer import train
 
         started = time.perf_counter()
@@ -140,17 +137,10 @@ class Study:
         trained = time.perf_counter() - started
         result: dict = {"train_seconds": round(trained, 1), "languages": {}}
         for corpus in self.corpora:
-            parts = []
-            for part in (inner_train, inner_val):
-                feats, kept = clip_features([c for c in part if c.corpus == corpus], self.log)
-                parts.append((embed_clips(model, feats, kept[0].language),
-                              torch.tensor([cfg.data.labels.index(c.label) for c in kept])))
-            task = Task(parts[0][0], parts[0][1], parts[1][0], parts[1][1], len(cfg.data.labels))
+            language, task = corpus_task(model, cfg.data.labels, corpus, inner_train, inner_val,
+                                         self.log)
             found = evolve(task, seed=seed)
-            result["languages"][kept[0].language] = {
-                "corpus": corpus, "best": str(found.best), "ua": round(found.best_score, 4),
-                "start_ua": round(found.start_score, 4), "evaluations": found.evaluations,
-                "seconds": round(found.seconds, 1)}
+            result["languages"][language] = {"corpus": corpus, **found.summary()}
         result["seconds_total"] = round(time.perf_counter() - started, 1)
         return result
 

@@ -99,6 +99,12 @@ class SearchResult:
     history: list[dict] = field(default_factory=list)
     """Per generation: the best spec and score so far."""
 
+    def summary(self) -> dict:
+        """The result as JSON values, less the history."""
+        return {"best": str(self.best), "ua": round(self.best_score, 4),
+                "start_ua": round(self.start_score, 4), "evaluations": self.evaluations,
+                "seconds": round(self.seconds, 1)}
+
 
 def unweighted_accuracy(pred: torch.Tensor, ref: torch.Tensor, n_classes: int) -> float:
     recalls = [float((pred[ref == k] == k).float().mean()) for k in range(n_classes)
@@ -157,7 +163,6 @@ def evolve(task: Task, population: int = 6, generations: int = 5, children: int 
 def language_tasks(checkpoint: str, selection: tuple[str, ...], log=print) -> dict[str, Task]:
     """One task per `selection` corpus the checkpoint was trained with: its language's gated
     embeddings of the checkpoint's training speakers (train) and held-out speakers (val)."""
-    from edge_ser_train.evaluate import clip_features
     from edge_ser_train.run import load_clips, split
     from edge_ser_train.trainer import load_checkpoint
 
@@ -174,15 +179,25 @@ def language_tasks(checkpoint: str, selection: tuple[str, ...], log=print) -> di
         if corpus not in selection:
             log(f"skipped {corpus}: not a selection corpus ({', '.join(selection)})")
             continue
-        parts = []
-        for part in (train_clips, val_clips):
-            feats, kept = clip_features([c for c in part if c.corpus == corpus], log)
-            parts.append((embed_clips(model, feats, kept[0].language),
-                          torch.tensor([cfg.data.labels.index(c.label) for c in kept])))
-        tasks[kept[0].language] = Task(parts[0][0], parts[0][1], parts[1][0], parts[1][1],
-                                       len(cfg.data.labels))
-        log(f"{corpus}: {len(parts[0][1])} training and {len(parts[1][1])} held-out clips")
+        language, task = corpus_task(model, cfg.data.labels, corpus, train_clips, val_clips, log)
+        tasks[language] = task
+        log(f"{corpus}: {len(task.train_y)} training and {len(task.val_y)} held-out clips")
     return tasks
+
+
+def corpus_task(model, labels: tuple[str, ...], corpus: str, train_clips: list,
+                val_clips: list, log=print) -> tuple[str, Task]:
+    """(language, task) of one corpus: its clips of `train_clips` and `val_clips` embedded
+    through its language's gate, with their class indices."""
+    from edge_ser_train.evaluate import clip_features
+
+    parts = []
+    for part in (train_clips, val_clips):
+        feats, kept = clip_features([c for c in part if c.corpus == corpus], log)
+        parts.append((embed_clips(model, feats, kept[0].language),
+                      torch.tensor([labels.index(c.label) for c in kept])))
+    return kept[0].language, Task(parts[0][0], parts[0][1], parts[1][0], parts[1][1],
+                                  len(labels))
 
 
 @torch.no_grad()
@@ -225,10 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {"languages": {}}
     for language, task in tasks.items():
         result = evolve(task, args.population, args.generations, args.children, seed=args.seed)
-        report["languages"][language] = {
-            "best": str(result.best), "ua": round(result.best_score, 4),
-            "start_ua": round(result.start_score, 4), "evaluations": result.evaluations,
-            "seconds": round(result.seconds, 1), "history": result.history}
+        report["languages"][language] = {**result.summary(), "history": result.history}
         print(f"{language}: {result.best} UA {result.best_score:.3f} (start "
               f"{result.start_score:.3f}), {result.evaluations} heads in {result.seconds:.0f} s")
     report["seconds_total"] = round(time.perf_counter() - started, 1)
